@@ -1,0 +1,3 @@
+"""anomalies routes (being built)."""
+
+routes: list[object] = []

@@ -1,0 +1,3 @@
+"""orders routes (being built)."""
+
+routes: list[object] = []

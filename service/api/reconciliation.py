@@ -1,0 +1,3 @@
+"""reconciliation routes (being built)."""
+
+routes: list[object] = []

@@ -1,0 +1,3 @@
+"""webhooks routes (being built)."""
+
+routes: list[object] = []

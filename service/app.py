@@ -1,0 +1,98 @@
+"""The litestar application factory: resources in one lifespan, routes from `service.api`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+from arq import create_pool as create_arq_pool
+from arq.connections import RedisSettings
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from providers.base import GatewayAdapter
+from service import auth, db, migrate
+from service.api import anomalies, health, orders, reconciliation, webhooks
+from service.gateways import load_gateways
+from service.jobs import JOB_DECODE, JOB_ENCODE
+from service.problems import problem_details_plugin
+from service.settings import Settings, load_settings
+
+
+class SchemaBehindError(Exception):
+    """The database lacks migrations this code needs."""
+
+
+@asynccontextmanager
+async def _resources(app: Litestar) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.database_url is None or settings.redis_url is None:
+        raise RuntimeError("create_app needs database and Redis URLs; `payrecon serve` resolves the embedded ones")
+    pool = await db.create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    try:
+        async with pool.acquire() as conn:
+            missing = await migrate.pending(conn)
+        if missing:
+            raise SchemaBehindError(
+                f"database schema is behind (missing {', '.join(missing)}); run `payrecon migrate` first"
+            )
+        redis = await create_arq_pool(
+            RedisSettings.from_dsn(settings.redis_url),
+            job_serializer=JOB_ENCODE,
+            job_deserializer=JOB_DECODE,
+            default_queue_name=settings.queue_name,
+        )
+        app.state.pool = pool
+        app.state.redis = redis
+        try:
+            yield
+        finally:
+            await redis.aclose()
+    finally:
+        await pool.close()
+
+
+def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayAdapter] | None = None) -> Litestar:
+    """Build the app. Tests pass settings (and adapters) explicitly instead of touching the environment."""
+    settings = settings or load_settings()
+    if gateways is None:
+        gateways = load_gateways(settings.gateways)
+    prometheus = PrometheusConfig(app_name="payrecon", prefix="payrecon_http", group_path=True)
+    return Litestar(
+        route_handlers=[
+            *health.routes,
+            *orders.routes,
+            *anomalies.routes,
+            *webhooks.routes,
+            *reconciliation.routes,
+            PrometheusController,
+        ],
+        lifespan=[_resources],
+        state=State({"settings": settings, "gateways": gateways}),
+        middleware=[prometheus.middleware, *auth.middleware()],
+        plugins=[problem_details_plugin()],
+        openapi_config=OpenAPIConfig(
+            title="payrecon",
+            version="0.1.0",
+            description="Payment-status reconciliation: orders, audit trail, anomalies, reconciliation runs.",
+            path="/schema",
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API key")}
+            ),
+        ),
+        logging_config=LoggingConfig(
+            root={"level": settings.log_level, "handlers": ["queue_listener"]},
+            log_exceptions="always",
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422},
+        ),
+        request_max_body_size=1024 * 1024,
+    )
+
+
+def settings_with(settings: Settings, **changes: object) -> Settings:
+    return msgspec.structs.replace(settings, **changes)

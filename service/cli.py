@@ -1,0 +1,145 @@
+"""The `payrecon` command line: serve, migrate, apikey, simulate, and the commands of layers above."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+import click
+
+from providers.errors import PayreconError
+from service import embedded
+from service.settings import Settings, SettingsError, load_settings
+
+
+class CliError(click.ClickException):
+    """One clear line on stderr and a non-zero exit; never a traceback."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"payrecon: {self.message}", err=True)
+
+
+def get_settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+
+
+def run_async(main: Callable[[], Any]) -> Any:
+    """Run a coroutine function, turning our expected failures into one clear line."""
+    try:
+        return asyncio.run(main())
+    except (PayreconError, SettingsError, embedded.EmbeddedError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    except Exception as exc:
+        if type(exc).__name__ in {"SchemaBehindError", "MigrationError"}:
+            raise CliError(str(exc)) from None
+        raise
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="payrecon")
+def cli() -> None:
+    """payrecon: payment-status reconciliation for Stripe, MoMo and VNPay."""
+    # SIGTERM as an exception: `finally` blocks run, so embedded servers stop cleanly.
+    # (uvicorn restores this handler and re-raises the signal after its graceful shutdown.)
+    signal.signal(signal.SIGTERM, _terminate)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the pending database migrations (safe to run from several processes at once)."""
+    from service.db import create_pool
+    from service.migrate import migrate as apply
+
+    settings = get_settings()
+    with embedded.resolved(settings) as s:
+
+        async def main() -> list[str]:
+            assert s.database_url is not None
+            pool = await create_pool(s.database_url, min_size=1, max_size=1)
+            try:
+                async with pool.acquire() as conn:
+                    return await apply(conn)
+            finally:
+                await pool.close()
+
+        done = run_async(main)
+    click.echo(f"applied {', '.join(done)}" if done else "schema is up to date")
+
+
+@cli.command()
+@click.option("--host", help="Listen address (default PAYRECON_HOST).")
+@click.option("--port", type=int, help="Listen port (default PAYRECON_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API and webhooks with uvicorn."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = get_settings(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    with embedded.resolved(settings) as s:
+        app = create_app(s)
+        config = uvicorn.Config(app, host=s.host, port=s.port, log_level=s.log_level.lower(), lifespan="on")
+        run_async(uvicorn.Server(config).serve)
+
+
+@cli.command()
+@click.argument("gateway")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, required=True)
+@click.option("--webhook-url", help="Where the simulator delivers webhooks, e.g. http://127.0.0.1:8000/webhooks/momo")
+def simulate(gateway: str, host: str, port: int, webhook_url: str | None) -> None:
+    """Run a gateway simulator (status API + /_sim control API) standalone."""
+    import importlib
+
+    import uvicorn
+
+    try:
+        module = importlib.import_module(f"providers.{gateway}.simulator")
+    except ModuleNotFoundError:
+        raise CliError(f"no simulator for gateway {gateway!r}") from None
+    simulator = module.Simulator(webhook_url=webhook_url)
+    click.echo(f"{gateway} simulator on http://{host}:{port}; payrecon gateway config:")
+    click.echo(repr(simulator.gateway_config(f"http://{host}:{port}")))
+    config = uvicorn.Config(simulator.asgi_app(), host=host, port=port, log_level="warning", lifespan="on")
+    run_async(uvicorn.Server(config).serve)
+
+
+def _load_plugin_commands() -> None:
+    # Commands of packages layered above `service` (the reconciler) register by entry point,
+    # so `service` never imports them.
+    for ep in entry_points(group="payrecon.commands"):
+        try:
+            command = ep.load()
+        except ImportError:
+            continue  # not built yet or not installed: the rest of the CLI still works
+        cli.add_command(command, name=ep.name)
+
+
+def main() -> None:
+    _load_plugin_commands()
+    try:
+        from service.apikeys_cli import apikey
+
+        cli.add_command(apikey)
+    except ImportError:
+        pass
+    cli(prog_name="payrecon")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The asyncpg pool: one per process, with JSON codecs wired to msgspec (stack.md §3.5)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import msgspec
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+# asyncpg raises these when the server is gone or refuses us; the webhook path answers
+# "retry later" on them instead of a 500 (DESIGN.md §4).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    # Binary jsonb: a version byte 0x01 then the JSON text. Text format would break COPY.
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        format="binary",
+        encoder=lambda value: b"\x01" + _encode(value),
+        decoder=lambda data: _decode(data[1:]),
+    )
+    await conn.set_type_codec("json", schema="pg_catalog", format="binary", encoder=_encode, decoder=_decode)
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        command_timeout=30,
+        max_inactive_connection_lifetime=300,
+        timeout=5,  # connecting: fail fast so a dead database becomes a 503, not a hung webhook
+        server_settings={"timezone": "UTC", "application_name": "payrecon"},
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool, **options: object) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in one transaction: committed on normal exit, rolled back on error."""
+    async with pool.acquire() as conn, conn.transaction(**options):  # type: ignore[arg-type]
+        yield conn

