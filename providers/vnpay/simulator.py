@@ -1,0 +1,489 @@
+"""A VNPay stand-in: IPNs built and signed like VNPay's, the querydr/refund API, a /_sim/ control API.
+
+It follows reference/vnpay.md, not our adapter: IPNs are GETs with the sorted, quote_plus
+encoded `vnp_*` parameters and vnp_SecureHash last, retried unless the answer's RspCode is
+00 or 02; the merchant API checks the pipe-string request hash (97), the terminal (02), the
+transaction and its original vnp_CreateDate (91) and signs its answers. VNPay sends no IPN
+for refunds (they are API calls with a synchronous answer), so neither does this simulator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+from litestar import Litestar, Response, get, post, put
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath, JSONBody, RawBody
+from litestar.types import ASGIApp
+
+from providers.base import Clock, PaymentStatus, utcnow
+from providers.simkit import Delivery, Faults, SimPayment, WebhookDispatcher, api_fault
+from providers.vnpay.signing import (
+    build_pay_url,
+    format_vnp_date,
+    matches,
+    sign_pipe,
+    signed_query_string,
+)
+from providers.vnpay.wire import (
+    API_PATH,
+    FINAL_RSP_CODES,
+    FULL_REFUND,
+    PARTIAL_REFUND,
+    PAYMENT,
+    REFUND_CODES,
+    VERSION,
+    ApiResponse,
+    QueryDrRequest,
+    RefundRequest,
+)
+
+T = TypeVar("T")
+
+# The made-up test credentials of tests/fixtures/vectors.json.
+TEST_TMN_CODE = "PRCN2026"
+TEST_HASH_SECRET = "PAYRECONSANDBOXHASHSECRET2026XYZ"
+WRONG_HASH_SECRET = "SIMULATEDWRONGKEYSIMULATEDWRONGK"
+PAY_PAGE = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
+# VNPay calls an IPN URL up to 10 times, 5 minutes apart (§5); compressed here.
+VNPAY_RETRY_DELAYS: tuple[float, ...] = (0.02,) * 9
+
+# Our normalized status → the (vnp_ResponseCode, vnp_TransactionStatus) VNPay reports for it.
+NATIVE: dict[PaymentStatus, tuple[str, str]] = {
+    PaymentStatus.PENDING: ("", "01"),  # customer has not finished: no IPN
+    PaymentStatus.SUCCEEDED: ("00", "00"),
+    PaymentStatus.FAILED: ("51", "02"),  # insufficient balance
+    PaymentStatus.CANCELED: ("24", "02"),  # customer cancelled
+    PaymentStatus.PROCESSING: ("07", "07"),  # money taken, held for fraud review
+}
+_PAID_STATES = frozenset({"00", "04", "07", "10", "20"})  # the bank moved money: VNPay numbers it
+
+
+def accepts_vnpay(response: httpx.Response) -> bool:
+    """VNPay's rule: RspCode 00 or 02 ends the flow; anything else (or no JSON) is retried."""
+    try:
+        answer = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(answer, dict) and answer.get("RspCode") in FINAL_RSP_CODES
+
+
+class SimRefund(msgspec.Struct, kw_only=True):
+    transaction_type: str  # 02 full, 03 partial
+    amount: int
+    transaction_status: str = "00"  # 05/06 in progress, 09 rejected
+    create_date: str = ""
+
+
+class SimTransaction(msgspec.Struct, kw_only=True):
+    reference: str  # vnp_TxnRef
+    order_id: str
+    account: str
+    amount: int  # VND
+    create_date: str  # the pay URL's vnp_CreateDate, GMT+7
+    order_info: str
+    response_code: str = ""
+    transaction_status: str = "01"
+    transaction_no: str = "0"
+    pay_date: str = ""
+    bank_code: str = "NCB"
+    card_type: str = "ATM"
+    bank_tran_no: str = ""
+    refunds: list[SimRefund] = []
+
+    @property
+    def refunded(self) -> int:
+        return sum(r.amount for r in self.refunds if r.transaction_status not in ("09",))
+
+
+class CreateBody(msgspec.Struct, kw_only=True):
+    order_id: str
+    amount: int
+    currency: str = "VND"
+    account: str = "default"
+    reference: str | None = None
+
+
+class StatusBody(msgspec.Struct):
+    status: PaymentStatus
+
+
+class NativeBody(msgspec.Struct, kw_only=True):
+    response_code: str
+    transaction_status: str
+
+
+class RefundBody(msgspec.Struct):
+    amount: int
+
+
+class Simulator:
+    """VNPay for tests and the demo: an in-memory terminal with its merchant API and IPN sender."""
+
+    name = "vnpay"
+
+    def __init__(
+        self,
+        *,
+        webhook_url: str | None = None,
+        faults: Faults | None = None,
+        client: httpx.AsyncClient | None = None,
+        tmn_code: str = TEST_TMN_CODE,
+        hash_secret: str = TEST_HASH_SECRET,
+        account: str = "default",
+        retry_delays: Sequence[float] = VNPAY_RETRY_DELAYS,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.webhook_url = webhook_url
+        self.faults = faults or Faults()
+        self.tmn_code = tmn_code
+        self.hash_secret = hash_secret
+        self.account = account
+        self.clock = clock
+        self.dispatcher = WebhookDispatcher(
+            self.faults, retry_delays=retry_delays, accepts=accepts_vnpay, client=client
+        )
+        self.payments: dict[str, SimTransaction] = {}
+        self.ipns: list[str] = []  # every IPN query string built, in order (before faults)
+        self._rng = random.Random(self.faults.seed)
+        self._transaction_nos = itertools.count(14226112)
+        self._request_ids: set[str] = set()
+
+    # --- the SimulatedGateway face -----------------------------------------------------------
+
+    def create_payment(
+        self, *, order_id: str, amount: int, currency: str, account: str = "default", reference: str | None = None
+    ) -> SimPayment:
+        """The customer opened the pay URL: VNPay knows the transaction, not yet paid (status 01)."""
+        if currency.upper() != "VND":
+            raise ValueError(f"VNPay only takes VND, not {currency!r}")
+        if amount <= 0:
+            raise ValueError(f"amount must be a positive number of VND, got {amount}")
+        reference = reference or order_id
+        if reference in self.payments:
+            raise ValueError(f"vnp_TxnRef {reference!r} already used; VNPay needs a new one per attempt")
+        create_date = format_vnp_date(self.clock())
+        self.payments[reference] = SimTransaction(
+            reference=reference,
+            order_id=order_id,
+            account=account,
+            amount=amount,
+            create_date=create_date,
+            order_info=f"Thanh toan don hang {order_id}",
+        )
+        return SimPayment(reference=reference, provider_data={"vnp_create_date": create_date})
+
+    def set_status(self, reference: str, status: PaymentStatus) -> None:
+        """Move to VNPay's native state for `status` and send the IPN (none for pending)."""
+        if status is PaymentStatus.REFUNDED:
+            txn = self._txn(reference)
+            self.refund(reference, txn.amount - txn.refunded)
+            return
+        if status is PaymentStatus.PARTIALLY_REFUNDED:
+            txn = self._txn(reference)
+            self.refund(reference, max(1, (txn.amount - txn.refunded) // 2))
+            return
+        if status not in NATIVE:
+            raise ValueError(f"VNPay PAY has no {status} state (no authorize/capture); use another gateway")
+        response_code, transaction_status = NATIVE[status]
+        self.set_native(reference, response_code, transaction_status)
+
+    def set_native(self, reference: str, response_code: str, transaction_status: str) -> None:
+        """Any (vnp_ResponseCode, vnp_TransactionStatus) pair of the reference's tables, then the IPN."""
+        txn = self._txn(reference)
+        txn.response_code = response_code
+        txn.transaction_status = transaction_status
+        if response_code in ("00", "07") or transaction_status in _PAID_STATES:
+            if txn.transaction_no == "0":
+                txn.transaction_no = str(next(self._transaction_nos))
+            txn.bank_tran_no = f"VNP{txn.transaction_no}"
+        if response_code:
+            txn.pay_date = format_vnp_date(self.clock())
+            self._notify(txn)
+
+    def refund(self, reference: str, amount: int) -> None:
+        """A refund through the merchant API/portal. VNPay sends no IPN for it: querydr shows it."""
+        code = self._apply_refund(self._txn(reference), amount, None)
+        if code != "00":
+            raise ValueError(f"VNPay refuses this refund: {code} {REFUND_CODES[code]}")
+
+    def set_refund_status(self, reference: str, transaction_status: str) -> None:
+        """Move the latest refund to 05/06 (in progress), 09 (rejected) or back to 00."""
+        txn = self._txn(reference)
+        if not txn.refunds:
+            raise ValueError(f"{reference!r} has no refund")
+        txn.refunds[-1].transaction_status = transaction_status
+
+    def pay_url(self, reference: str, *, return_url: str = "https://shop.example/vnpay/return") -> str:
+        """The signed pay URL a shop would have built for this payment (vector vnpay-12)."""
+        txn = self._txn(reference)
+        params = {
+            "vnp_Version": VERSION,
+            "vnp_Command": "pay",
+            "vnp_TmnCode": self.tmn_code,
+            "vnp_Amount": str(txn.amount * 100),
+            "vnp_CurrCode": "VND",
+            "vnp_TxnRef": txn.reference,
+            "vnp_OrderInfo": txn.order_info,
+            "vnp_OrderType": "other",
+            "vnp_Locale": "vn",
+            "vnp_ReturnUrl": return_url,
+            "vnp_IpAddr": "127.0.0.1",
+            "vnp_CreateDate": txn.create_date,
+        }
+        return build_pay_url(PAY_PAGE, params, self.hash_secret)
+
+    def gateway_config(self, api_base: str) -> dict[str, object]:
+        return {
+            "account": self.account,
+            "tmn_code": self.tmn_code,
+            "hash_secrets": [self.hash_secret],
+            "api_base": api_base,
+        }
+
+    def replace_faults(self, faults: Faults) -> None:
+        self.faults = faults
+        self.dispatcher.faults = faults
+        self.dispatcher.rng = random.Random(faults.seed)
+        self._rng = random.Random(faults.seed)
+
+    # --- IPN ---------------------------------------------------------------------------------
+
+    def ipn_params(self, txn: SimTransaction) -> dict[str, str]:
+        """The IPN's vnp_* parameters for the transaction's current state (VNPay's IPN table, §1)."""
+        params = {
+            "vnp_Amount": str(txn.amount * 100),
+            "vnp_BankCode": txn.bank_code,
+            "vnp_CardType": txn.card_type,
+            "vnp_OrderInfo": txn.order_info,
+            "vnp_PayDate": txn.pay_date,
+            "vnp_ResponseCode": txn.response_code,
+            "vnp_TmnCode": self.tmn_code,
+            "vnp_TransactionNo": txn.transaction_no,
+            "vnp_TransactionStatus": txn.transaction_status,
+            "vnp_TxnRef": txn.reference,
+        }
+        if txn.bank_tran_no and txn.response_code == "00":
+            params["vnp_BankTranNo"] = txn.bank_tran_no  # absent on failures
+        return params
+
+    def _notify(self, txn: SimTransaction) -> None:
+        params = self.ipn_params(txn)  # a snapshot: later changes are later IPNs
+        self.ipns.append(signed_query_string(params, self.hash_secret))
+        url = self.webhook_url
+        if url is None:
+            return
+
+        def build(wrong_key: bool) -> httpx.Request:
+            secret = WRONG_HASH_SECRET if wrong_key else self.hash_secret
+            separator = "&" if "?" in url else "?"
+            return httpx.Request("GET", f"{url}{separator}{signed_query_string(params, secret)}")
+
+        self.dispatcher.send(build)
+
+    # --- merchant API (querydr, refund) ------------------------------------------------------
+
+    def handle_api(self, body: bytes) -> dict[str, Any]:
+        """One POST /merchant_webapi/api/transaction, as VNPay answers it (§6)."""
+        try:
+            fields = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return _unsigned("03", "Invalid data format")
+        if not isinstance(fields, dict):
+            return _unsigned("03", "Invalid data format")
+        command = fields.get("vnp_Command")
+        if fields.get("vnp_TmnCode") != self.tmn_code:
+            return _unsigned("02", "Invalid TmnCode", command)
+        try:
+            request: QueryDrRequest | RefundRequest
+            if command == "querydr":
+                request = msgspec.convert(fields, QueryDrRequest)
+            elif command == "refund":
+                request = msgspec.convert(fields, RefundRequest)
+            else:
+                return self._signed(ApiResponse(vnp_Command=str(command), vnp_ResponseCode="03"), "Invalid command")
+        except msgspec.ValidationError as exc:
+            return self._signed(ApiResponse(vnp_Command=command, vnp_ResponseCode="03"), f"Invalid data: {exc}")
+        if not matches(sign_pipe(request.signed_values(), self.hash_secret), request.vnp_SecureHash):
+            return self._signed(ApiResponse(vnp_Command=command, vnp_ResponseCode="97"), "Invalid Checksum")
+        if request.vnp_RequestId in self._request_ids:
+            return self._signed(ApiResponse(vnp_Command=command, vnp_ResponseCode="94"), "Duplicate request")
+        self._request_ids.add(request.vnp_RequestId)
+        if request.vnp_Version != VERSION:
+            return self._signed(ApiResponse(vnp_Command=command, vnp_ResponseCode="03"), "Invalid version")
+        txn = self.payments.get(request.vnp_TxnRef)
+        # VNPay finds a transaction by TxnRef *and* its original date (pitfall 9).
+        if txn is None or txn.create_date != request.vnp_TransactionDate:
+            return self._signed(
+                ApiResponse(vnp_Command=command, vnp_ResponseCode="91", vnp_TxnRef=request.vnp_TxnRef),
+                "Transaction not found",
+            )
+        if isinstance(request, QueryDrRequest):
+            return self._querydr(txn)
+        return self._refund_api(txn, request)
+
+    def _querydr(self, txn: SimTransaction) -> dict[str, Any]:
+        answer = self._describe(txn, "querydr", "00")
+        if txn.refunds:  # the latest refund is what querydr reports (see status.querydr_verdict)
+            latest = txn.refunds[-1]
+            answer = msgspec.structs.replace(
+                answer,
+                vnp_TransactionType=latest.transaction_type,
+                vnp_TransactionStatus=latest.transaction_status,
+                vnp_Amount=str(latest.amount * 100),
+            )
+        return self._signed(answer, "QueryDR Success")
+
+    def _refund_api(self, txn: SimTransaction, request: RefundRequest) -> dict[str, Any]:
+        amount_text = request.vnp_Amount
+        code = "03"
+        if amount_text.isascii() and amount_text.isdigit() and int(amount_text) % 100 == 0:
+            code = self._apply_refund(txn, int(amount_text) // 100, request.vnp_TransactionType)
+        answer = self._describe(txn, "refund", code)
+        if code == "00":
+            latest = txn.refunds[-1]
+            answer = msgspec.structs.replace(
+                answer, vnp_TransactionType=latest.transaction_type, vnp_Amount=str(latest.amount * 100)
+            )
+        return self._signed(answer, REFUND_CODES[code], refund=True)
+
+    def _apply_refund(self, txn: SimTransaction, amount: int, transaction_type: str | None) -> str:
+        if (txn.response_code, txn.transaction_status) != ("00", "00"):
+            return "95"
+        remaining = txn.amount - txn.refunded
+        if amount <= 0 or amount > remaining:
+            return "93"
+        full = amount == txn.amount
+        if transaction_type not in (None, FULL_REFUND, PARTIAL_REFUND) or (transaction_type == FULL_REFUND) != full:
+            return "93"
+        txn.refunds.append(
+            SimRefund(
+                transaction_type=FULL_REFUND if full else PARTIAL_REFUND,
+                amount=amount,
+                create_date=format_vnp_date(self.clock()),
+            )
+        )
+        return "00"
+
+    def _describe(self, txn: SimTransaction, command: str, code: str) -> ApiResponse:
+        return ApiResponse(
+            vnp_Command=command,
+            vnp_ResponseCode=code,
+            vnp_TmnCode=self.tmn_code,
+            vnp_TxnRef=txn.reference,
+            vnp_Amount=str(txn.amount * 100),
+            vnp_BankCode=txn.bank_code,
+            vnp_CardType=txn.card_type,
+            vnp_PayDate=txn.pay_date,
+            vnp_TransactionNo=txn.transaction_no,
+            vnp_TransactionType=PAYMENT,
+            vnp_TransactionStatus=txn.transaction_status,
+            vnp_OrderInfo=txn.order_info,
+        )
+
+    def _signed(self, answer: ApiResponse, message: str, *, refund: bool = False) -> dict[str, Any]:
+        answer = msgspec.structs.replace(answer, vnp_ResponseId=uuid.uuid4().hex, vnp_Message=message)
+        values = answer.refund_signed_values() if refund else answer.querydr_signed_values()
+        answer = msgspec.structs.replace(answer, vnp_SecureHash=sign_pipe(values, self.hash_secret))
+        out: dict[str, Any] = msgspec.to_builtins(answer)
+        return out
+
+    def _txn(self, reference: str) -> SimTransaction:
+        try:
+            return self.payments[reference]
+        except KeyError:
+            raise KeyError(f"no VNPay transaction with vnp_TxnRef {reference!r}") from None
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    def asgi_app(self) -> ASGIApp:
+        sim = self
+
+        @post(API_PATH, status_code=200)
+        async def transaction_api(body: RawBody) -> Response[Any]:
+            fault = await api_fault(sim.faults, sim._rng)
+            if fault is not None:
+                return fault
+            return Response(sim.handle_api(body), status_code=200, media_type="application/json")
+
+        @post("/_sim/payments", status_code=201)
+        async def create(data: JSONBody[CreateBody]) -> SimPayment:
+            return _control(
+                lambda: sim.create_payment(
+                    order_id=data.order_id,
+                    amount=data.amount,
+                    currency=data.currency,
+                    account=data.account,
+                    reference=data.reference,
+                )
+            )
+
+        @get("/_sim/payments/{reference:str}")
+        async def read(reference: FromPath[str]) -> SimTransaction:
+            return _control(lambda: sim._txn(reference))
+
+        @post("/_sim/payments/{reference:str}/status", status_code=200)
+        async def status(reference: FromPath[str], data: JSONBody[StatusBody]) -> SimTransaction:
+            _control(lambda: sim.set_status(reference, data.status))
+            return sim._txn(reference)
+
+        @post("/_sim/payments/{reference:str}/native", status_code=200)
+        async def native(reference: FromPath[str], data: JSONBody[NativeBody]) -> SimTransaction:
+            _control(lambda: sim.set_native(reference, data.response_code, data.transaction_status))
+            return sim._txn(reference)
+
+        @post("/_sim/payments/{reference:str}/refund", status_code=200)
+        async def refund(reference: FromPath[str], data: JSONBody[RefundBody]) -> SimTransaction:
+            _control(lambda: sim.refund(reference, data.amount))
+            return sim._txn(reference)
+
+        @get("/_sim/faults")
+        async def read_faults() -> Faults:
+            return sim.faults
+
+        @put("/_sim/faults")
+        async def replace_faults(data: JSONBody[Faults]) -> Faults:
+            sim.replace_faults(data)
+            return sim.faults
+
+        @get("/_sim/deliveries")
+        async def deliveries() -> dict[str, list[Delivery] | list[int]]:
+            return {"deliveries": sim.dispatcher.deliveries, "dropped": sim.dispatcher.dropped}
+
+        return Litestar(
+            route_handlers=[
+                transaction_api,
+                create,
+                read,
+                status,
+                native,
+                refund,
+                read_faults,
+                replace_faults,
+                deliveries,
+            ]
+        )
+
+
+def _unsigned(code: str, message: str, command: object = None) -> dict[str, Any]:
+    """An answer VNPay cannot sign: it does not know which terminal's secret to use."""
+    out: dict[str, Any] = {"vnp_ResponseId": uuid.uuid4().hex, "vnp_ResponseCode": code, "vnp_Message": message}
+    if isinstance(command, str):
+        out["vnp_Command"] = command
+    return out
+
+
+def _control(action: Callable[[], T]) -> T:
+    """Run a control action; unknown references → 404, refused changes → 400."""
+    try:
+        return action()
+    except KeyError as exc:
+        raise NotFoundException(str(exc.args[0]) if exc.args else "not found") from exc
+    except ValueError as exc:
+        raise ValidationException(str(exc)) from exc
