@@ -1,0 +1,220 @@
+"""The MoMo adapter: IPN verification and parsing, the 204 acknowledgement, the status query."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+import msgspec
+
+from providers.base import (
+    Ack,
+    Clock,
+    GatewayAccount,
+    OutcomeKind,
+    PaymentEvent,
+    PaymentStatus,
+    StatusQuery,
+    WebhookRequest,
+    utcnow,
+)
+from providers.errors import MalformedError, SignatureError, UnknownAccountError
+from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
+from providers.momo import signing, status
+from providers.momo.wire import RESULT_CODES, UNLISTED_FLAG, CodeKind, Ipn
+
+NAME = "momo"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+REJECTIONS: tuple[tuple[type[Exception], str], ...] = (  # most specific first
+    (SignatureError, "invalid_signature"),
+    (UnknownAccountError, "unknown_partner"),
+    (MalformedError, "malformed"),
+)
+
+
+class Account(GatewayAccount, kw_only=True, forbid_unknown_fields=True):
+    """One MoMo partner code, as a `[[momo]]` table of PAYRECON_GATEWAYS.
+
+    `secret_keys` lists every secret that may have signed an IPN (rotation: the new one
+    first, the old one until MoMo stops using it); outgoing requests are signed with the
+    first. A single `secret_key` is accepted too, as in DESIGN.md §7 — not both.
+    """
+
+    api_base: str = "https://test-payment.momo.vn"
+    partner_code: str
+    access_key: str
+    secret_keys: list[str] = []
+    secret_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.secret_key is not None and self.secret_keys:
+            raise ValueError(f"momo account {self.account!r}: give secret_key or secret_keys, not both")
+        if self.secret_key is not None:
+            self.secret_keys = [self.secret_key]
+        if not self.secret_keys or not all(self.secret_keys):
+            raise ValueError(f"momo account {self.account!r}: secret_keys must list at least one non-empty secret")
+        if not self.partner_code or not self.access_key:
+            raise ValueError(f"momo account {self.account!r}: partner_code and access_key must not be empty")
+
+    @property
+    def signing_secret(self) -> str:
+        return self.secret_keys[0]
+
+
+def new_request_id() -> str:
+    """MoMo wants a new requestId (at most 50 characters) for every call (§3)."""
+    return f"payrecon-{uuid.uuid4().hex}"
+
+
+class Adapter:
+    """MoMo (AIO v2): JSON IPNs signed with HMAC-SHA256, acknowledged with 204; `/v2/gateway/api/query`."""
+
+    name: ClassVar[str] = NAME
+    Account: ClassVar[type[Account]] = Account
+
+    def __init__(
+        self,
+        accounts: Sequence[Account],
+        *,
+        clock: Clock = utcnow,
+        retry: RetryPolicy = DEFAULT_POLICY,
+        sleep: Sleep = asyncio.sleep,
+        request_id: Callable[[], str] = new_request_id,
+    ) -> None:
+        self.clock = clock
+        self.retry = retry
+        self.sleep = sleep
+        self.request_id = request_id
+        self.accounts: dict[str, Account] = {}
+        self.by_partner: dict[str, Account] = {}
+        for account in accounts:
+            if account.account in self.accounts:
+                raise ValueError(f"momo: account {account.account!r} is configured twice")
+            if account.partner_code in self.by_partner:
+                raise ValueError(f"momo: partner_code {account.partner_code!r} is configured twice")
+            self.accounts[account.account] = account
+            self.by_partner[account.partner_code] = account
+
+    # --- IPN ---------------------------------------------------------------------------
+
+    def _decode(self, request: WebhookRequest) -> tuple[Ipn, Account, dict[str, Any]]:
+        # Decode the whole body first (a typed decode skips unknown fields without checking
+        # their UTF-8), then type it: ints must be JSON integers, never floats (§8.2).
+        try:
+            payload = msgspec.json.decode(request.body)
+            ipn = msgspec.convert(payload, Ipn)
+        except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: invalid UTF-8
+            raise MalformedError(
+                f"momo IPN: expected a JSON object with MoMo's IPN fields and integer numbers: {exc}"
+            ) from None
+        return ipn, self._account_for(ipn.partnerCode, request.account), payload
+
+    def _account_for(self, partner_code: str, url_account: str | None) -> Account:
+        if url_account is not None:
+            account = self.accounts.get(url_account)
+            if account is None:
+                raise UnknownAccountError(
+                    f"momo IPN arrived on /webhooks/momo/{url_account}, but no [[momo]] account is named "
+                    f"{url_account!r} (known: {sorted(self.accounts)})"
+                )
+            if account.partner_code != partner_code:
+                raise UnknownAccountError(
+                    f"momo IPN for partnerCode {partner_code!r} arrived on the URL of account {url_account!r}, "
+                    f"whose partner_code is {account.partner_code!r}"
+                )
+            return account
+        account = self.by_partner.get(partner_code)
+        if account is None:
+            raise UnknownAccountError(
+                f"momo IPN for partnerCode {partner_code!r}, which no [[momo]] account in PAYRECON_GATEWAYS holds"
+            )
+        return account
+
+    def verify(self, request: WebhookRequest) -> None:
+        ipn, account, _payload = self._decode(request)
+        message = signing.raw_string(
+            signing.IPN_FIELDS, {**msgspec.structs.asdict(ipn), "accessKey": account.access_key}
+        )
+        if not any(signing.matches(secret, message, ipn.signature) for secret in account.secret_keys):
+            raise SignatureError(
+                f"momo IPN signature matched none of {len(account.secret_keys)} secret key(s) of account "
+                f"{account.account!r} (partnerCode {account.partner_code}); are PAYRECON_GATEWAYS' momo "
+                "access_key and secret_keys current, and was the body changed on the way?"
+            )
+
+    def parse(self, request: WebhookRequest) -> list[PaymentEvent]:
+        ipn, account, payload = self._decode(request)
+        meaning = RESULT_CODES.get(ipn.resultCode)
+        if meaning is not None and meaning.kind is not CodeKind.PAYMENT:
+            # Refund results and request errors answer API calls; they say nothing new about a payment.
+            return []
+        if ipn.amount < 0:
+            raise MalformedError(f"momo IPN: amount must be a non-negative number of VND, got {ipn.amount}")
+        try:
+            occurred_at = EPOCH + timedelta(milliseconds=ipn.responseTime)
+        except OverflowError:
+            raise MalformedError(f"momo IPN: responseTime {ipn.responseTime} is not epoch milliseconds") from None
+        if meaning is None:
+            state, flag = PaymentStatus.PENDING, UNLISTED_FLAG.format(code=ipn.resultCode)
+        else:
+            state, flag = meaning.status or PaymentStatus.PENDING, meaning.flag
+        return [
+            PaymentEvent(
+                provider=NAME,
+                dedupe_key=ipn_dedupe_key(ipn),
+                account=account.account,
+                reference=ipn.orderId,
+                status=state,
+                amount=ipn.amount,
+                currency="VND",
+                provider_payment_id=str(ipn.transId) if ipn.transId else None,
+                occurred_at=occurred_at,
+                reason=f"momo:{ipn.resultCode} {ipn.message}",
+                flag=flag,
+                payload=payload,
+            )
+        ]
+
+    # --- answers to MoMo -----------------------------------------------------------------
+
+    def acknowledge(self, outcomes: Sequence[OutcomeKind]) -> Ack:
+        # Every outcome (even duplicate, unknown_order, amount_mismatch) is durably recorded by
+        # now, so MoMo is told to stop: 204 with no body is what the current docs ask (§5).
+        return Ack(204)
+
+    def reject(self, error: Exception) -> Ack:
+        # Only the kind of failure goes back: the details (account names) are for our logs.
+        kind = "rejected"
+        for cls, name in REJECTIONS:
+            if isinstance(error, cls):
+                kind = name
+                break
+        return Ack(400, msgspec.json.encode({"error": kind}), "application/json")
+
+    def retry_later(self) -> Ack:
+        return Ack(503, b'{"error":"retry_later"}', "application/json")
+
+    # --- status API ----------------------------------------------------------------------
+
+    async def fetch_status(self, query: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
+        account = self.accounts.get(query.account)
+        if account is None:
+            raise UnknownAccountError(f"momo status query for account {query.account!r}, which is not configured")
+        return await status.fetch(
+            account, query, client, policy=self.retry, sleep=self.sleep, request_id=self.request_id, now=self.clock
+        )
+
+
+def ipn_dedupe_key(ipn: Ipn) -> str:
+    """`momo:<transId>:<resultCode>`; MoMo sends no event id (§3).
+
+    A transId of 0 (no MoMo transaction, e.g. an expired QR) would make every such IPN of
+    every order one "duplicate", so then the key names the partner and order instead.
+    """
+    if ipn.transId:
+        return f"momo:{ipn.transId}:{ipn.resultCode}"
+    return f"momo:{ipn.partnerCode}:{ipn.orderId}:{ipn.resultCode}"

@@ -1,0 +1,297 @@
+"""The MoMo simulator's HTTP face: MoMo's own endpoints plus the `/_sim/` control API."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Litestar, Response, get, post, put
+from litestar.params import FromPath, JSONBody, RawBody
+
+from providers.base import PaymentStatus
+from providers.momo.simulator import (
+    AMOUNT_LIMITS,
+    MESSAGES,
+    ORDER_ID,
+    Payment,
+    raw_sorted,
+    sign_sorted,
+)
+from providers.momo.wire import CreateRequest, QueryRequest, RefundRequest
+from providers.simkit import Faults, api_fault
+
+if TYPE_CHECKING:
+    from providers.momo.simulator import Simulator
+
+DecodeFailure = (msgspec.MsgspecError, ValueError)
+
+
+class CreateIn(msgspec.Struct, kw_only=True):
+    order_id: str
+    amount: int
+    currency: str = "VND"
+    account: str = "default"
+    reference: str | None = None
+
+
+class StatusIn(msgspec.Struct, kw_only=True):
+    status: PaymentStatus | None = None
+    result_code: int | None = None  # any MoMo code, documented or not; wins over `status`
+
+
+class RefundIn(msgspec.Struct, kw_only=True):
+    amount: int
+
+
+def _json(obj: Any, status_code: int = 200) -> Response[bytes]:
+    return Response(msgspec.json.encode(obj), status_code=status_code, media_type="application/json")
+
+
+def build_app(sim: Simulator) -> Litestar:
+    def refusal(
+        code: int, *, field: str | None = None, detail: str = "", echo: dict[str, Any] | None = None
+    ) -> Response[bytes]:
+        body: dict[str, Any] = {
+            **(echo or {}),
+            "responseTime": sim.now_ms(),
+            "message": MESSAGES[code],
+            "resultCode": code,
+        }
+        if field is not None:
+            body["subErrors"] = [{"field": field, "message": detail}]
+        return _json(body, 400)  # (unconfirmed beyond resultCode 20) MoMo answers refusals with HTTP 400
+
+    def authenticate(partner_code: str, signature: str, signed: dict[str, object]) -> Response[bytes] | None:
+        if partner_code != sim.partner_code:
+            return refusal(13)
+        expected = sign_sorted(sim.secret_key, {**signed, "accessKey": sim.access_key})
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
+            raw = raw_sorted({**signed, "accessKey": "*****"})  # MoMo shows the string it expected, key masked
+            return refusal(
+                20, field="signature", detail=f"Invalid signature. Check the raw data before hashing: {raw}."
+            )
+        return None
+
+    @post("/v2/gateway/api/query", status_code=200)
+    async def query(body: RawBody) -> Response[bytes]:
+        fault = await api_fault(sim.faults, sim.rng)
+        if fault is not None:
+            return fault
+        try:
+            req = msgspec.json.decode(body, type=QueryRequest)
+        except DecodeFailure as exc:
+            return refusal(20, field="body", detail=str(exc))
+        if not 0 < len(req.requestId) <= 50:
+            return refusal(20, field="requestId", detail="requestId must have 1 to 50 characters")
+        signed = {"orderId": req.orderId, "partnerCode": req.partnerCode, "requestId": req.requestId}
+        if (refused := authenticate(req.partnerCode, req.signature, signed)) is not None:
+            return refused
+        echo = {"partnerCode": req.partnerCode, "requestId": req.requestId, "orderId": req.orderId}
+        payment = sim.payments.get(req.orderId)
+        if payment is None:
+            return refusal(42, echo=echo)
+        return _json(
+            {
+                **echo,
+                "extraData": payment.extraData,
+                "amount": payment.amount,
+                "transId": payment.transId,
+                "payType": payment.payType,
+                "resultCode": payment.resultCode,
+                "refundTrans": [msgspec.to_builtins(r) for r in payment.refunds],
+                "message": MESSAGES.get(payment.resultCode, "Unknown error."),
+                "responseTime": sim.now_ms(),
+                "lastUpdated": payment.responseTime,
+                "paymentOption": "momo",
+                "promotionInfo": None,
+            }
+        )
+
+    @post("/v2/gateway/api/create", status_code=200)
+    async def create(body: RawBody) -> Response[bytes]:
+        fault = await api_fault(sim.faults, sim.rng)
+        if fault is not None:
+            return fault
+        try:
+            req = msgspec.json.decode(body, type=CreateRequest)
+        except DecodeFailure as exc:
+            return refusal(20, field="body", detail=str(exc))
+        signed = {
+            "amount": req.amount,
+            "extraData": req.extraData,
+            "ipnUrl": req.ipnUrl,
+            "orderId": req.orderId,
+            "orderInfo": req.orderInfo,
+            "partnerCode": req.partnerCode,
+            "redirectUrl": req.redirectUrl,
+            "requestId": req.requestId,
+            "requestType": req.requestType,
+        }
+        if (refused := authenticate(req.partnerCode, req.signature, signed)) is not None:
+            return refused
+        echo = {
+            "partnerCode": req.partnerCode,
+            "orderId": req.orderId,
+            "requestId": req.requestId,
+            "amount": req.amount,
+        }
+        if req.requestType not in AMOUNT_LIMITS:
+            return refusal(20, field="requestType", detail=f"one of {sorted(AMOUNT_LIMITS)}", echo=echo)
+        low, high = AMOUNT_LIMITS[req.requestType]
+        if not low <= req.amount <= high:
+            return refusal(22, echo=echo)
+        if not ORDER_ID.match(req.orderId):
+            return refusal(20, field="orderId", detail=f"must match {ORDER_ID.pattern}", echo=echo)
+        if req.orderId in sim.payments:
+            return refusal(41, echo=echo)
+        payment = Payment(
+            orderId=req.orderId,
+            requestId=req.requestId,
+            amount=req.amount,
+            orderInfo=req.orderInfo,
+            extraData=req.extraData,
+            ipnUrl=req.ipnUrl,
+            redirectUrl=req.redirectUrl,
+            requestType=req.requestType,
+            autoCapture=req.autoCapture,
+        )
+        try:
+            sim.add_payment(payment)
+        except ValueError:
+            return refusal(41, echo=echo)
+        token = secrets.token_urlsafe(12)
+        return _json(
+            {
+                **echo,
+                "responseTime": sim.now_ms(),
+                "message": MESSAGES[0],
+                "resultCode": 0,
+                "payUrl": f"https://test-payment.momo.vn/v2/gateway/pay?t={token}",
+                "deeplink": f"momo://app?action=payWithApp&isScanQR=false&t={token}",
+                "qrCodeUrl": f"momo://app?action=payWithApp&isScanQR=true&t={token}",
+            }
+        )
+
+    @post("/v2/gateway/api/refund", status_code=200)
+    async def refund(body: RawBody) -> Response[bytes]:
+        fault = await api_fault(sim.faults, sim.rng)
+        if fault is not None:
+            return fault
+        try:
+            req = msgspec.json.decode(body, type=RefundRequest)
+        except DecodeFailure as exc:
+            return refusal(20, field="body", detail=str(exc))
+        signed = {
+            "amount": req.amount,
+            "description": req.description,
+            "orderId": req.orderId,
+            "partnerCode": req.partnerCode,
+            "requestId": req.requestId,
+            "transId": req.transId,
+        }
+        if (refused := authenticate(req.partnerCode, req.signature, signed)) is not None:
+            return refused
+        payment = next((p for p in sim.payments.values() if p.transId and p.transId == req.transId), None)
+        # An unknown transId is answered as "not refundable" (unconfirmed).
+        code = 1088 if payment is None else sim.apply_refund(payment, req.amount, req.orderId, req.requestId)
+        trans_id = payment.refunds[-1].transId if payment is not None and code == 0 else req.transId
+        answer = {
+            "partnerCode": req.partnerCode,
+            "orderId": req.orderId,
+            "requestId": req.requestId,
+            "amount": req.amount,
+            "transId": trans_id,
+            "resultCode": code,
+            "message": MESSAGES[code],
+            "responseTime": sim.now_ms(),
+        }
+        return _json(answer, 400 if code in (22, 41) else 200)
+
+    # --- control API ---------------------------------------------------------------------
+
+    def control(action: Callable[[], object], status_code: int = 200) -> Response[bytes]:
+        try:
+            result = action()
+        except KeyError as exc:
+            return _json({"error": str(exc.args[0])}, 404)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 409)
+        return _json(result, status_code)
+
+    def view(reference: str) -> dict[str, Any]:
+        payment = sim.get_payment(reference)
+        return {**msgspec.to_builtins(payment), "refunded": payment.refunded}
+
+    @post("/_sim/payments", status_code=201)
+    async def sim_create(data: JSONBody[CreateIn]) -> Response[bytes]:
+        return control(
+            lambda: sim.create_payment(
+                order_id=data.order_id,
+                amount=data.amount,
+                currency=data.currency,
+                account=data.account,
+                reference=data.reference,
+            ),
+            201,
+        )
+
+    @get("/_sim/payments")
+    async def sim_list() -> Response[bytes]:
+        return control(lambda: [view(ref) for ref in sim.payments])
+
+    @get("/_sim/payments/{reference:str}")
+    async def sim_show(reference: FromPath[str]) -> Response[bytes]:
+        return control(lambda: view(reference))
+
+    @post("/_sim/payments/{reference:str}/status", status_code=200)
+    async def sim_status(reference: FromPath[str], data: JSONBody[StatusIn]) -> Response[bytes]:
+        def act() -> dict[str, Any]:
+            if data.result_code is not None:
+                sim.set_result(reference, data.result_code)
+            elif data.status is not None:
+                sim.set_status(reference, data.status)
+            else:
+                raise ValueError("give status (a PaymentStatus) or result_code (a MoMo resultCode)")
+            return view(reference)
+
+        return control(act)
+
+    @post("/_sim/payments/{reference:str}/refund", status_code=200)
+    async def sim_refund(reference: FromPath[str], data: JSONBody[RefundIn]) -> Response[bytes]:
+        def act() -> dict[str, Any]:
+            sim.refund(reference, data.amount)
+            return view(reference)
+
+        return control(act)
+
+    @get("/_sim/faults")
+    async def sim_faults() -> Response[bytes]:
+        return _json(sim.faults)
+
+    @put("/_sim/faults")
+    async def sim_set_faults(data: JSONBody[Faults]) -> Response[bytes]:
+        sim.replace_faults(data)
+        return _json(sim.faults)
+
+    @get("/_sim/deliveries")
+    async def sim_deliveries() -> Response[bytes]:
+        return _json({"deliveries": sim.dispatcher.deliveries, "dropped": sim.dispatcher.dropped})
+
+    return Litestar(
+        route_handlers=[
+            query,
+            create,
+            refund,
+            sim_create,
+            sim_list,
+            sim_show,
+            sim_status,
+            sim_refund,
+            sim_faults,
+            sim_set_faults,
+            sim_deliveries,
+        ]
+    )
