@@ -1,0 +1,127 @@
+"""The Stripe adapter: verify Stripe-Signature, parse Events, answer Stripe, ask its API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC
+from typing import ClassVar
+
+import httpx
+import msgspec
+
+from providers.base import Ack, Clock, OutcomeKind, PaymentEvent, StatusQuery, WebhookRequest, utcnow
+from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
+from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
+from providers.stripe import signing, status
+from providers.stripe.config import Account
+from providers.stripe.events import events_from_payload
+
+DEFAULT_ACCOUNT = "default"  # /webhooks/stripe (no {account} in the URL) is this account
+_JSON = "application/json"
+_decode_json = msgspec.json.Decoder()
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (SignatureError, "signature"),
+    (ReplayError, "replay"),
+    (UnknownAccountError, "unknown_account"),
+    (MalformedError, "malformed"),
+)
+
+
+class Adapter:
+    """Stripe for payrecon (reference/stripe.md). Accounts are looked up by their name in the URL."""
+
+    name: ClassVar[str] = "stripe"
+    Account: ClassVar[type[Account]] = Account
+
+    def __init__(
+        self,
+        accounts: Sequence[Account],
+        *,
+        clock: Clock = utcnow,
+        retry: RetryPolicy = DEFAULT_POLICY,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.accounts: dict[str, Account] = {}
+        for account in accounts:
+            if account.account in self.accounts:
+                raise ValueError(f"stripe account {account.account!r} is configured twice in PAYRECON_GATEWAYS")
+            self.accounts[account.account] = account
+        self.clock = clock
+        self.retry = retry
+        self.sleep = sleep
+
+    def account(self, name: str | None) -> Account:
+        name = DEFAULT_ACCOUNT if name is None else name
+        found = self.accounts.get(name)
+        if found is None:
+            held = ", ".join(sorted(self.accounts)) or "none"
+            raise UnknownAccountError(f"no [[stripe]] account {name[:64]!r} in PAYRECON_GATEWAYS (held: {held})")
+        return found
+
+    # --- webhooks ---------------------------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        account = self.account(request.account)
+        header = request.headers.get("stripe-signature")
+        if not header:
+            raise MalformedError("no Stripe-Signature header; expected 't=<unix seconds>,v1=<hex>'")
+        received = request.received_at
+        if received.tzinfo is None:
+            received = received.replace(tzinfo=UTC)
+        # `received_at` is the clock here: re-verifying a stored delivery later judges it as it arrived
+        signing.verify_header(
+            header,
+            bytes(request.body),
+            account.webhook_secrets,
+            now=received.timestamp(),
+            tolerance=account.tolerance_s,
+        )
+
+    def parse(self, request: WebhookRequest) -> list[PaymentEvent]:
+        account = self.account(request.account)
+        try:
+            payload = _decode_json.decode(request.body)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise MalformedError(f"Stripe webhook body is not JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise MalformedError(f"Stripe webhook body is a JSON {type(payload).__name__}, expected an Event object")
+        return events_from_payload(payload, account=account.account, order_key=account.order_id_metadata_key)
+
+    def acknowledge(self, outcomes: Sequence[OutcomeKind]) -> Ack:
+        # Stripe wants any 2xx, fast; every committed outcome (even ignored or mismatched) is final here.
+        return Ack(200, b'{"received":true}', _JSON)
+
+    def reject(self, error: Exception) -> Ack:
+        # 400: Stripe retries it (harmlessly) and shows this body in the dashboard's delivery log.
+        kind = next((name for cls, name in _REASONS if isinstance(error, cls)), "malformed")
+        body = msgspec.json.encode({"error": {"reason": kind, "message": str(error)[:500]}})
+        return Ack(400, body, _JSON)
+
+    def retry_later(self) -> Ack:
+        return Ack(503, b'{"error":{"reason":"unavailable","message":"try again later"}}', _JSON)
+
+    # --- status API ---------------------------------------------------------------------------------
+
+    def _api(self, account: str, client: httpx.AsyncClient) -> status.StripeAPI:
+        return status.StripeAPI(account=self.account(account), client=client, retry=self.retry, sleep=self.sleep)
+
+    async def fetch_status(self, query: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
+        """GET the PaymentIntent (by its pi_ id, else by a metadata search on the order id)."""
+        api = self._api(query.account, client)
+        found = await status.find_intent(api, query)
+        if found is None:
+            return None
+        intent, raw = found
+        order_key = api.account.order_id_metadata_key
+        return status.status_event(intent, raw, query, order_key=order_key, asked_at=self.clock())
+
+    async def catch_up(
+        self, account: str, cursor: int | None, client: httpx.AsyncClient
+    ) -> tuple[list[PaymentEvent], int | None]:
+        """Events since `cursor` (unix seconds, minus an overlap) from GET /v1/events, oldest first.
+
+        Returns the events and the next cursor: the newest `created` seen, or `cursor` when nothing
+        was listed. Overlap duplicates are absorbed by dedupe_key = event id.
+        """
+        return await status.catch_up(self._api(account, client), cursor, self.clock())

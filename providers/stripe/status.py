@@ -1,0 +1,222 @@
+"""Stripe's REST API as payrecon reads it: PaymentIntent status and the Events catch-up feed.
+
+Every call goes through `providers.http.send_with_retry` (timeouts, 5xx, 429 + Retry-After);
+definite refusals become GatewayRejectedError. Reference: reference/stripe.md §6.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from providers.base import PaymentEvent, PaymentStatus, StatusQuery
+from providers.errors import GatewayRejectedError, GatewayUnavailableError, MalformedError
+from providers.http import RetryPolicy, Sleep, send_with_retry
+from providers.stripe.config import Account
+from providers.stripe.events import PROVIDER, events_from_payload, failure_reason, refund_status
+from providers.stripe.wire import (
+    EVENT_RULES,
+    FLAGGED_CANCELLATIONS,
+    PAYMENT_INTENT_STATUS,
+    Charge,
+    ErrorBody,
+    ErrorDetail,
+    EventList,
+    PaymentIntent,
+    SearchResult,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PAGE_SIZE = 100  # the Events API maximum
+MAX_PAGES = 1000  # 100 000 events: a guard against a server that keeps saying has_more
+
+# How far a PaymentIntent got, to choose among several attempts found for one order.
+_PROGRESS = {
+    PaymentStatus.PENDING: 0,
+    PaymentStatus.FAILED: 1,
+    PaymentStatus.PROCESSING: 1,
+    PaymentStatus.AUTHORIZED: 1,
+    PaymentStatus.CANCELED: 2,
+    PaymentStatus.SUCCEEDED: 3,
+    PaymentStatus.PARTIALLY_REFUNDED: 4,
+    PaymentStatus.REFUNDED: 4,
+}
+
+
+class StripeAPI(msgspec.Struct, kw_only=True):
+    """One account's view of the API for one call site (the client is the caller's)."""
+
+    account: Account
+    client: httpx.AsyncClient
+    retry: RetryPolicy
+    sleep: Sleep
+
+    async def get(self, path: str, params: Sequence[tuple[str, str | int]]) -> httpx.Response | None:
+        """GET a resource; None on 404 resource_missing. Raises GatewayRejectedError / GatewayUnavailableError."""
+        headers = {"Authorization": f"Bearer {self.account.api_key}", "Accept": "application/json"}
+        if self.account.api_version:
+            headers["Stripe-Version"] = self.account.api_version
+        response = await send_with_retry(
+            self.client,
+            "GET",
+            self.account.api_base.rstrip("/") + path,
+            gateway=PROVIDER,
+            policy=self.retry,
+            request_timeout=self.account.timeout,
+            sleep=self.sleep,
+            headers=headers,
+            params=list(params),
+        )
+        if response.status_code == 200:
+            return response
+        error = _error_of(response)
+        if response.status_code == 404 and error.code == "resource_missing":
+            return None
+        hint = ""
+        if response.status_code in (401, 403):
+            hint = " (is PAYRECON_GATEWAYS' api_key right for this account and mode?)"
+        raise GatewayRejectedError(
+            f"stripe GET {path} answered HTTP {response.status_code} "
+            f"{error.type or ''}/{error.code or ''}: {error.message or response.text[:200]}{hint}"
+        )
+
+    def decode(self, response: httpx.Response, kind: type[T], what: str) -> tuple[T, Any]:
+        """The answer as `kind`, and as plain JSON (kept whole for audit: Stripe adds fields we don't read)."""
+        try:
+            raw = msgspec.json.decode(response.content)
+            return msgspec.convert(raw, kind), raw
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            # a 200 that is not the resource is a broken proxy or a partial answer, not a refusal
+            raise GatewayUnavailableError(f"stripe {what}: unreadable 200 answer ({exc})") from None
+
+
+def _error_of(response: httpx.Response) -> ErrorDetail:
+    try:
+        return msgspec.json.decode(response.content, type=ErrorBody).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ErrorDetail()  # not Stripe's error shape (a proxy, a simulated outage): status code alone
+
+
+def search_query(key: str, order_id: str) -> str:
+    """Stripe Search syntax; quotes and backslashes inside values are backslash-escaped."""
+
+    def quote(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return f"metadata[{quote(key)}]:{quote(order_id)}"
+
+
+def intent_status(intent: PaymentIntent) -> tuple[PaymentStatus, int | None, str | None, str | None]:
+    """(status, cumulative refunded amount, reason, flag) of a PaymentIntent read from the API."""
+    status = PAYMENT_INTENT_STATUS.get(intent.status)
+    if status is None:
+        return PaymentStatus.PENDING, None, None, f"stripe: unlisted PaymentIntent status {intent.status!r}"
+    if intent.status == "requires_payment_method" and intent.last_payment_error is not None:
+        return PaymentStatus.FAILED, None, failure_reason(intent), None
+    if status is PaymentStatus.CANCELED:
+        reason = f"stripe:canceled {intent.cancellation_reason or ''}".rstrip()
+        flag = None
+        if intent.cancellation_reason in FLAGGED_CANCELLATIONS:
+            flag = f"stripe: PaymentIntent {intent.id} canceled as {intent.cancellation_reason}"
+        return status, None, reason, flag
+    if status is PaymentStatus.SUCCEEDED and isinstance(intent.latest_charge, Charge):
+        refunded = refund_status(intent.latest_charge)
+        if refunded is not None:
+            return refunded, intent.latest_charge.amount_refunded, None, None
+    return status, None, None, None
+
+
+def status_event(
+    intent: PaymentIntent, raw: dict[str, Any], query: StatusQuery, *, order_key: str, asked_at: datetime
+) -> PaymentEvent:
+    status, refunded, reason, flag = intent_status(intent)
+    amount = intent.amount
+    if status is PaymentStatus.SUCCEEDED:
+        amount = intent.amount_received or intent.amount
+    elif status is PaymentStatus.AUTHORIZED:
+        amount = intent.amount_capturable or intent.amount
+    elif refunded is not None and isinstance(intent.latest_charge, Charge):
+        amount = intent.latest_charge.amount
+    return PaymentEvent(
+        provider=PROVIDER,
+        # a function of the answered state: asking again and hearing the same is a duplicate
+        dedupe_key=f"stripe:status:{query.reference}:{status}:{intent.id}:{refunded or 0}",
+        account=query.account,
+        reference=query.reference,  # the ledger finds the order we asked about by what it registered
+        order_id=(intent.metadata or {}).get(order_key) or query.order_id,
+        status=status,
+        amount=amount,
+        currency=intent.currency.upper(),
+        provider_payment_id=intent.id,
+        refunded_amount=refunded,
+        occurred_at=asked_at,
+        reason=reason,
+        flag=flag,
+        payload=raw,
+    )
+
+
+async def find_intent(api: StripeAPI, query: StatusQuery) -> tuple[PaymentIntent, dict[str, Any]] | None:
+    """The PaymentIntent (with its latest charge expanded) and its raw JSON; None if Stripe has none."""
+    pi_id = next((r for r in (query.reference, query.provider_payment_id) if r and r.startswith("pi_")), None)
+    if pi_id is not None:
+        response = await api.get(f"/v1/payment_intents/{pi_id}", [("expand[]", "latest_charge")])
+        return None if response is None else api.decode(response, PaymentIntent, f"payment_intent {pi_id}")
+    # No PaymentIntent id known: find it by our order id (Search is eventually consistent, seconds).
+    params = [
+        ("query", search_query(api.account.order_id_metadata_key, query.order_id)),
+        ("expand[]", "data.latest_charge"),
+        ("limit", PAGE_SIZE),
+    ]
+    response = await api.get("/v1/payment_intents/search", params)
+    if response is None:
+        return None
+    result, raw = api.decode(response, SearchResult, "payment_intents/search")
+    if not result.data:
+        return None
+    # several attempts for one order: the one that got furthest tells the order's state, then the newest
+    best = max(
+        range(len(result.data)),
+        key=lambda i: (_PROGRESS[intent_status(result.data[i])[0]], result.data[i].created or 0),
+    )
+    return result.data[best], raw["data"][best]
+
+
+async def catch_up(api: StripeAPI, cursor: int | None, now: datetime) -> tuple[list[PaymentEvent], int | None]:
+    """Read /v1/events since `cursor − overlap` (or the horizon) and normalize them, oldest first."""
+    account = api.account
+    since = int(now.timestamp()) - account.catch_up_horizon_s if cursor is None else cursor - account.catch_up_overlap_s
+    base: list[tuple[str, str | int]] = [("created[gte]", max(0, since)), ("limit", PAGE_SIZE)]
+    base += [("types[]", t) for t in EVENT_RULES]  # ≤ 20 names, the API's limit
+    raw: list[dict[str, Any]] = []
+    after: str | None = None
+    for _ in range(MAX_PAGES):
+        response = await api.get("/v1/events", base + ([("starting_after", after)] if after else []))
+        if response is None:
+            raise GatewayRejectedError("stripe GET /v1/events answered 404: is api_base right?")
+        page, _ = api.decode(response, EventList, "events list")
+        raw.extend(page.data)
+        last = page.data[-1].get("id") if page.data else None
+        if not page.has_more or not isinstance(last, str) or last == after:
+            break
+        after = last
+    events: list[PaymentEvent] = []
+    newest = cursor
+    for payload in reversed(raw):  # the feed is newest first; the ledger gets them oldest first
+        created = payload.get("created")
+        if isinstance(created, int) and not isinstance(created, bool):
+            newest = created if newest is None else max(newest, created)
+        try:
+            events.extend(
+                events_from_payload(payload, account=account.account, order_key=account.order_id_metadata_key)
+            )
+        except MalformedError as exc:  # one unreadable event must not stop the feed forever
+            log.warning("stripe catch-up: skipping event %s: %s", payload.get("id"), exc)
+    return events, newest
