@@ -82,7 +82,7 @@ class Adapter:
         account = self.account(request.account)
         try:
             payload = _decode_json.decode(request.body)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # DecodeError, and UnicodeDecodeError inside strings
             raise MalformedError(f"Stripe webhook body is not JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise MalformedError(f"Stripe webhook body is a JSON {type(payload).__name__}, expected an Event object")

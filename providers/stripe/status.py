@@ -92,7 +92,7 @@ class StripeAPI(msgspec.Struct, kw_only=True):
         try:
             raw = msgspec.json.decode(response.content)
             return msgspec.convert(raw, kind), raw
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # msgspec Decode/ValidationError, UnicodeDecodeError
             # a 200 that is not the resource is a broken proxy or a partial answer, not a refusal
             raise GatewayUnavailableError(f"stripe {what}: unreadable 200 answer ({exc})") from None
 
@@ -100,7 +100,7 @@ class StripeAPI(msgspec.Struct, kw_only=True):
 def _error_of(response: httpx.Response) -> ErrorDetail:
     try:
         return msgspec.json.decode(response.content, type=ErrorBody).error
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (ValueError, RecursionError):
         return ErrorDetail()  # not Stripe's error shape (a proxy, a simulated outage): status code alone
 
 
