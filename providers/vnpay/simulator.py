@@ -360,8 +360,8 @@ class Simulator:
         if amount <= 0 or amount > remaining:
             return "93"
         full = amount == txn.amount
-        if transaction_type not in (None, FULL_REFUND, PARTIAL_REFUND) or (transaction_type == FULL_REFUND) != full:
-            return "93"
+        if transaction_type is not None and transaction_type != (FULL_REFUND if full else PARTIAL_REFUND):
+            return "93"  # 02 must return the whole payment, 03 less
         txn.refunds.append(
             SimRefund(
                 transaction_type=FULL_REFUND if full else PARTIAL_REFUND,
