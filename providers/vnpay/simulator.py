@@ -11,40 +11,16 @@ from __future__ import annotations
 
 import itertools
 import random
-import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import httpx
 import msgspec
-from litestar import Litestar, Response, get, post, put
-from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import FromPath, JSONBody, RawBody
 from litestar.types import ASGIApp
 
 from providers.base import Clock, PaymentStatus, utcnow
-from providers.simkit import Delivery, Faults, SimPayment, WebhookDispatcher, api_fault
-from providers.vnpay.signing import (
-    build_pay_url,
-    format_vnp_date,
-    matches,
-    sign_pipe,
-    signed_query_string,
-)
-from providers.vnpay.wire import (
-    API_PATH,
-    FINAL_RSP_CODES,
-    FULL_REFUND,
-    PARTIAL_REFUND,
-    PAYMENT,
-    REFUND_CODES,
-    VERSION,
-    ApiResponse,
-    QueryDrRequest,
-    RefundRequest,
-)
-
-T = TypeVar("T")
+from providers.simkit import Faults, SimPayment, WebhookDispatcher
+from providers.vnpay.signing import build_pay_url, format_vnp_date, signed_query_string
+from providers.vnpay.wire import FINAL_RSP_CODES, FULL_REFUND, PARTIAL_REFUND, REFUND_CODES, VERSION
 
 # The made-up test credentials of tests/fixtures/vectors.json.
 TEST_TMN_CODE = "PRCN2026"
@@ -102,27 +78,6 @@ class SimTransaction(msgspec.Struct, kw_only=True):
         return sum(r.amount for r in self.refunds if r.transaction_status not in ("09",))
 
 
-class CreateBody(msgspec.Struct, kw_only=True):
-    order_id: str
-    amount: int
-    currency: str = "VND"
-    account: str = "default"
-    reference: str | None = None
-
-
-class StatusBody(msgspec.Struct):
-    status: PaymentStatus
-
-
-class NativeBody(msgspec.Struct, kw_only=True):
-    response_code: str
-    transaction_status: str
-
-
-class RefundBody(msgspec.Struct):
-    amount: int
-
-
 class Simulator:
     """VNPay for tests and the demo: an in-memory terminal with its merchant API and IPN sender."""
 
@@ -151,9 +106,9 @@ class Simulator:
         )
         self.payments: dict[str, SimTransaction] = {}
         self.ipns: list[str] = []  # every IPN query string built, in order (before faults)
-        self._rng = random.Random(self.faults.seed)
+        self.api_rng = random.Random(self.faults.seed)
         self._transaction_nos = itertools.count(14226112)
-        self._request_ids: set[str] = set()
+        self.request_ids: set[str] = set()
 
     # --- the SimulatedGateway face -----------------------------------------------------------
 
@@ -182,11 +137,11 @@ class Simulator:
     def set_status(self, reference: str, status: PaymentStatus) -> None:
         """Move to VNPay's native state for `status` and send the IPN (none for pending)."""
         if status is PaymentStatus.REFUNDED:
-            txn = self._txn(reference)
+            txn = self.transaction(reference)
             self.refund(reference, txn.amount - txn.refunded)
             return
         if status is PaymentStatus.PARTIALLY_REFUNDED:
-            txn = self._txn(reference)
+            txn = self.transaction(reference)
             self.refund(reference, max(1, (txn.amount - txn.refunded) // 2))
             return
         if status not in NATIVE:
@@ -196,7 +151,7 @@ class Simulator:
 
     def set_native(self, reference: str, response_code: str, transaction_status: str) -> None:
         """Any (vnp_ResponseCode, vnp_TransactionStatus) pair of the reference's tables, then the IPN."""
-        txn = self._txn(reference)
+        txn = self.transaction(reference)
         txn.response_code = response_code
         txn.transaction_status = transaction_status
         if response_code in ("00", "07") or transaction_status in _PAID_STATES:
@@ -209,20 +164,20 @@ class Simulator:
 
     def refund(self, reference: str, amount: int) -> None:
         """A refund through the merchant API/portal. VNPay sends no IPN for it: querydr shows it."""
-        code = self._apply_refund(self._txn(reference), amount, None)
+        code = self.apply_refund(self.transaction(reference), amount, None)
         if code != "00":
             raise ValueError(f"VNPay refuses this refund: {code} {REFUND_CODES[code]}")
 
     def set_refund_status(self, reference: str, transaction_status: str) -> None:
         """Move the latest refund to 05/06 (in progress), 09 (rejected) or back to 00."""
-        txn = self._txn(reference)
+        txn = self.transaction(reference)
         if not txn.refunds:
             raise ValueError(f"{reference!r} has no refund")
         txn.refunds[-1].transaction_status = transaction_status
 
     def pay_url(self, reference: str, *, return_url: str = "https://shop.example/vnpay/return") -> str:
         """The signed pay URL a shop would have built for this payment (vector vnpay-12)."""
-        txn = self._txn(reference)
+        txn = self.transaction(reference)
         params = {
             "vnp_Version": VERSION,
             "vnp_Command": "pay",
@@ -251,7 +206,7 @@ class Simulator:
         self.faults = faults
         self.dispatcher.faults = faults
         self.dispatcher.rng = random.Random(faults.seed)
-        self._rng = random.Random(faults.seed)
+        self.api_rng = random.Random(faults.seed)
 
     # --- IPN ---------------------------------------------------------------------------------
 
@@ -287,73 +242,7 @@ class Simulator:
 
         self.dispatcher.send(build)
 
-    # --- merchant API (querydr, refund) ------------------------------------------------------
-
-    def handle_api(self, body: bytes) -> dict[str, Any]:
-        """One POST /merchant_webapi/api/transaction, as VNPay answers it (§6)."""
-        try:
-            fields = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            return _unsigned("03", "Invalid data format")
-        if not isinstance(fields, dict):
-            return _unsigned("03", "Invalid data format")
-        command = fields.get("vnp_Command")
-        if fields.get("vnp_TmnCode") != self.tmn_code:
-            return _unsigned("02", "Invalid TmnCode", command)
-        try:
-            request: QueryDrRequest | RefundRequest
-            if command == "querydr":
-                request = msgspec.convert(fields, QueryDrRequest)
-            elif command == "refund":
-                request = msgspec.convert(fields, RefundRequest)
-            else:
-                return self._signed(ApiResponse(vnp_Command=str(command), vnp_ResponseCode="03"), "Invalid command")
-        except msgspec.ValidationError as exc:
-            return self._signed(ApiResponse(vnp_Command=command, vnp_ResponseCode="03"), f"Invalid data: {exc}")
-        if not matches(sign_pipe(request.signed_values(), self.hash_secret), request.vnp_SecureHash):
-            return self._signed(ApiResponse(vnp_Command=command, vnp_ResponseCode="97"), "Invalid Checksum")
-        if request.vnp_RequestId in self._request_ids:
-            return self._signed(ApiResponse(vnp_Command=command, vnp_ResponseCode="94"), "Duplicate request")
-        self._request_ids.add(request.vnp_RequestId)
-        if request.vnp_Version != VERSION:
-            return self._signed(ApiResponse(vnp_Command=command, vnp_ResponseCode="03"), "Invalid version")
-        txn = self.payments.get(request.vnp_TxnRef)
-        # VNPay finds a transaction by TxnRef *and* its original date (pitfall 9).
-        if txn is None or txn.create_date != request.vnp_TransactionDate:
-            return self._signed(
-                ApiResponse(vnp_Command=command, vnp_ResponseCode="91", vnp_TxnRef=request.vnp_TxnRef),
-                "Transaction not found",
-            )
-        if isinstance(request, QueryDrRequest):
-            return self._querydr(txn)
-        return self._refund_api(txn, request)
-
-    def _querydr(self, txn: SimTransaction) -> dict[str, Any]:
-        answer = self._describe(txn, "querydr", "00")
-        if txn.refunds:  # the latest refund is what querydr reports (see status.querydr_verdict)
-            latest = txn.refunds[-1]
-            answer = msgspec.structs.replace(
-                answer,
-                vnp_TransactionType=latest.transaction_type,
-                vnp_TransactionStatus=latest.transaction_status,
-                vnp_Amount=str(latest.amount * 100),
-            )
-        return self._signed(answer, "QueryDR Success")
-
-    def _refund_api(self, txn: SimTransaction, request: RefundRequest) -> dict[str, Any]:
-        amount_text = request.vnp_Amount
-        code = "03"
-        if amount_text.isascii() and amount_text.isdigit() and int(amount_text) % 100 == 0:
-            code = self._apply_refund(txn, int(amount_text) // 100, request.vnp_TransactionType)
-        answer = self._describe(txn, "refund", code)
-        if code == "00":
-            latest = txn.refunds[-1]
-            answer = msgspec.structs.replace(
-                answer, vnp_TransactionType=latest.transaction_type, vnp_Amount=str(latest.amount * 100)
-            )
-        return self._signed(answer, REFUND_CODES[code], refund=True)
-
-    def _apply_refund(self, txn: SimTransaction, amount: int, transaction_type: str | None) -> str:
+    def apply_refund(self, txn: SimTransaction, amount: int, transaction_type: str | None) -> str:
         if (txn.response_code, txn.transaction_status) != ("00", "00"):
             return "95"
         remaining = txn.amount - txn.refunded
@@ -371,119 +260,14 @@ class Simulator:
         )
         return "00"
 
-    def _describe(self, txn: SimTransaction, command: str, code: str) -> ApiResponse:
-        return ApiResponse(
-            vnp_Command=command,
-            vnp_ResponseCode=code,
-            vnp_TmnCode=self.tmn_code,
-            vnp_TxnRef=txn.reference,
-            vnp_Amount=str(txn.amount * 100),
-            vnp_BankCode=txn.bank_code,
-            vnp_CardType=txn.card_type,
-            vnp_PayDate=txn.pay_date,
-            vnp_TransactionNo=txn.transaction_no,
-            vnp_TransactionType=PAYMENT,
-            vnp_TransactionStatus=txn.transaction_status,
-            vnp_OrderInfo=txn.order_info,
-        )
-
-    def _signed(self, answer: ApiResponse, message: str, *, refund: bool = False) -> dict[str, Any]:
-        answer = msgspec.structs.replace(answer, vnp_ResponseId=uuid.uuid4().hex, vnp_Message=message)
-        values = answer.refund_signed_values() if refund else answer.querydr_signed_values()
-        answer = msgspec.structs.replace(answer, vnp_SecureHash=sign_pipe(values, self.hash_secret))
-        out: dict[str, Any] = msgspec.to_builtins(answer)
-        return out
-
-    def _txn(self, reference: str) -> SimTransaction:
+    def transaction(self, reference: str) -> SimTransaction:
         try:
             return self.payments[reference]
         except KeyError:
             raise KeyError(f"no VNPay transaction with vnp_TxnRef {reference!r}") from None
 
-    # --- HTTP --------------------------------------------------------------------------------
-
     def asgi_app(self) -> ASGIApp:
-        sim = self
+        """VNPay's merchant API (querydr, refund) and the /_sim/ control API."""
+        from providers.vnpay.sim_http import build_app  # the HTTP face imports this module
 
-        @post(API_PATH, status_code=200)
-        async def transaction_api(body: RawBody) -> Response[Any]:
-            fault = await api_fault(sim.faults, sim._rng)
-            if fault is not None:
-                return fault
-            return Response(sim.handle_api(body), status_code=200, media_type="application/json")
-
-        @post("/_sim/payments", status_code=201)
-        async def create(data: JSONBody[CreateBody]) -> SimPayment:
-            return _control(
-                lambda: sim.create_payment(
-                    order_id=data.order_id,
-                    amount=data.amount,
-                    currency=data.currency,
-                    account=data.account,
-                    reference=data.reference,
-                )
-            )
-
-        @get("/_sim/payments/{reference:str}")
-        async def read(reference: FromPath[str]) -> SimTransaction:
-            return _control(lambda: sim._txn(reference))
-
-        @post("/_sim/payments/{reference:str}/status", status_code=200)
-        async def status(reference: FromPath[str], data: JSONBody[StatusBody]) -> SimTransaction:
-            _control(lambda: sim.set_status(reference, data.status))
-            return sim._txn(reference)
-
-        @post("/_sim/payments/{reference:str}/native", status_code=200)
-        async def native(reference: FromPath[str], data: JSONBody[NativeBody]) -> SimTransaction:
-            _control(lambda: sim.set_native(reference, data.response_code, data.transaction_status))
-            return sim._txn(reference)
-
-        @post("/_sim/payments/{reference:str}/refund", status_code=200)
-        async def refund(reference: FromPath[str], data: JSONBody[RefundBody]) -> SimTransaction:
-            _control(lambda: sim.refund(reference, data.amount))
-            return sim._txn(reference)
-
-        @get("/_sim/faults")
-        async def read_faults() -> Faults:
-            return sim.faults
-
-        @put("/_sim/faults")
-        async def replace_faults(data: JSONBody[Faults]) -> Faults:
-            sim.replace_faults(data)
-            return sim.faults
-
-        @get("/_sim/deliveries")
-        async def deliveries() -> dict[str, list[Delivery] | list[int]]:
-            return {"deliveries": sim.dispatcher.deliveries, "dropped": sim.dispatcher.dropped}
-
-        return Litestar(
-            route_handlers=[
-                transaction_api,
-                create,
-                read,
-                status,
-                native,
-                refund,
-                read_faults,
-                replace_faults,
-                deliveries,
-            ]
-        )
-
-
-def _unsigned(code: str, message: str, command: object = None) -> dict[str, Any]:
-    """An answer VNPay cannot sign: it does not know which terminal's secret to use."""
-    out: dict[str, Any] = {"vnp_ResponseId": uuid.uuid4().hex, "vnp_ResponseCode": code, "vnp_Message": message}
-    if isinstance(command, str):
-        out["vnp_Command"] = command
-    return out
-
-
-def _control(action: Callable[[], T]) -> T:
-    """Run a control action; unknown references → 404, refused changes → 400."""
-    try:
-        return action()
-    except KeyError as exc:
-        raise NotFoundException(str(exc.args[0]) if exc.args else "not found") from exc
-    except ValueError as exc:
-        raise ValidationException(str(exc)) from exc
+        return build_app(self)
