@@ -43,10 +43,13 @@ _SEARCH_CLAUSE = re.compile(
 class SimulatorError(ValueError):
     """A call Stripe itself would refuse (unknown payment, impossible transition, refund too large)."""
 
-    def __init__(self, message: str, *, status_code: int = 400, code: str = "parameter_invalid") -> None:
+    def __init__(
+        self, message: str, *, status_code: int = 400, code: str = "parameter_invalid", param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
+        self.param = param
 
 
 class CreatePayment(msgspec.Struct, kw_only=True):
@@ -400,7 +403,7 @@ class Simulator:
         sim = self
 
         def failed(exc: SimulatorError) -> Response[Any]:
-            return _stripe_error(exc.status_code, str(exc), code=exc.code)
+            return _stripe_error(exc.status_code, str(exc), code=exc.code, param=exc.param)
 
         @get("/v1/payment_intents/search")
         async def search_intents(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -444,7 +447,7 @@ class Simulator:
             try:
                 return Response(sim._list_events(request))
             except SimulatorError as exc:
-                return _stripe_error(exc.status_code, str(exc), code=exc.code)
+                return failed(exc)
 
         @get("/v1/events/{event_id:str}")
         async def get_event(event_id: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
