@@ -293,5 +293,6 @@ def build_app(sim: Simulator) -> Litestar:
             sim_faults,
             sim_set_faults,
             sim_deliveries,
-        ]
+        ],
+        logging_config=None,  # leave logging to the host (uvicorn, pytest); litestar's default echoes httpx at INFO
     )

@@ -161,30 +161,30 @@ class Meaning(NamedTuple):
 
 
 _P, _RF, _RQ, _RT = CodeKind.PAYMENT, CodeKind.REFUND, CodeKind.REQUEST, CodeKind.RETRY
-S = PaymentStatus
+_S = PaymentStatus
 
 # Every documented resultCode (reference/momo.md §4), with MoMo's wording as the comment.
 RESULT_CODES: dict[int, Meaning] = {
-    0: Meaning(_P, S.SUCCEEDED),  # Successful.
-    9000: Meaning(_P, S.AUTHORIZED, final=False),  # Transaction is authorized successfully (capture or cancel next)
-    8000: Meaning(_P, S.PENDING, final=False),  # Waiting for the user to re-confirm
-    1000: Meaning(_P, S.PENDING, final=False),  # Initiated, waiting for the user to confirm
-    7000: Meaning(_P, S.PROCESSING, final=False),  # Transaction is being processed
-    7002: Meaning(_P, S.PROCESSING, final=False),  # Being processed by the payment-instrument provider
-    1001: Meaning(_P, S.FAILED),  # Insufficient funds
-    1002: Meaning(_P, S.FAILED),  # Rejected by the issuer of the payment method
-    1003: Meaning(_P, S.CANCELED),  # Cancelled after authorisation (merchant cancel or MoMo timeout)
-    1004: Meaning(_P, S.FAILED),  # Over the daily/monthly payment limit
-    1005: Meaning(_P, S.CANCELED),  # Payment URL or QR code expired
-    1006: Meaning(_P, S.CANCELED),  # User declined to confirm the payment
-    1007: Meaning(_P, S.FAILED),  # Wallet inactive or does not exist
-    1017: Meaning(_P, S.CANCELED),  # Cancelled by the merchant
-    1026: Meaning(_P, S.FAILED),  # Restricted by promotion rules
-    4001: Meaning(_P, S.FAILED),  # Account restricted (incomplete KYC)
-    4002: Meaning(_P, S.FAILED),  # Account not verified with C06 (biometric ID)
-    4100: Meaning(_P, S.FAILED),  # User failed to log in
-    98: Meaning(_P, S.FAILED),  # QR code could not be generated
-    99: Meaning(_P, S.FAILED, flag="momo:99 unknown error at MoMo; confirm the payment with MoMo"),  # Unknown error
+    0: Meaning(_P, _S.SUCCEEDED),  # Successful.
+    9000: Meaning(_P, _S.AUTHORIZED, final=False),  # Transaction is authorized successfully (capture or cancel next)
+    8000: Meaning(_P, _S.PENDING, final=False),  # Waiting for the user to re-confirm
+    1000: Meaning(_P, _S.PENDING, final=False),  # Initiated, waiting for the user to confirm
+    7000: Meaning(_P, _S.PROCESSING, final=False),  # Transaction is being processed
+    7002: Meaning(_P, _S.PROCESSING, final=False),  # Being processed by the payment-instrument provider
+    1001: Meaning(_P, _S.FAILED),  # Insufficient funds
+    1002: Meaning(_P, _S.FAILED),  # Rejected by the issuer of the payment method
+    1003: Meaning(_P, _S.CANCELED),  # Cancelled after authorisation (merchant cancel or MoMo timeout)
+    1004: Meaning(_P, _S.FAILED),  # Over the daily/monthly payment limit
+    1005: Meaning(_P, _S.CANCELED),  # Payment URL or QR code expired
+    1006: Meaning(_P, _S.CANCELED),  # User declined to confirm the payment
+    1007: Meaning(_P, _S.FAILED),  # Wallet inactive or does not exist
+    1017: Meaning(_P, _S.CANCELED),  # Cancelled by the merchant
+    1026: Meaning(_P, _S.FAILED),  # Restricted by promotion rules
+    4001: Meaning(_P, _S.FAILED),  # Account restricted (incomplete KYC)
+    4002: Meaning(_P, _S.FAILED),  # Account not verified with C06 (biometric ID)
+    4100: Meaning(_P, _S.FAILED),  # User failed to log in
+    98: Meaning(_P, _S.FAILED),  # QR code could not be generated
+    99: Meaning(_P, _S.FAILED, flag="momo:99 unknown error at MoMo; confirm the payment with MoMo"),  # Unknown error
     1080: Meaning(_RF),  # Refund failed while processing; retry later
     1081: Meaning(_RF),  # Refund rejected: already refunded or exceeds the refundable amount
     1088: Meaning(_RF),  # Refund rejected: the payment is not refundable

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import msgspec
@@ -207,3 +209,13 @@ def test_answers() -> None:
     assert msgspec.json.decode(a.reject(MalformedError("x")).body) == {"error": "malformed"}
     assert a.reject(MalformedError("x")).content_type == "application/json"
     assert a.retry_later().status_code == 503
+
+
+def test_adapter_imports_without_litestar_service_or_asyncpg() -> None:
+    code = (
+        "import sys\n"
+        "for name in ('litestar', 'service', 'reconciler', 'asyncpg'): sys.modules[name] = None\n"
+        "import providers.momo\n"
+        "assert 'providers.momo.simulator' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # noqa: S603 - our own interpreter

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from providers.base import PaymentEvent, PaymentStatus, WebhookRequest
+from providers.base import PaymentEvent, PaymentStatus, StatusQuery, WebhookRequest
 from providers.errors import GatewayError
 from providers.momo import Account, Adapter, signing
-from providers.momo.simulator import Simulator
+from providers.momo.simulator import ORDER_ID, Simulator
 from providers.simkit import Faults
+from tests.support import serve
 
 from .helpers import vector
 
@@ -300,3 +304,31 @@ def test_gateway_config_is_a_valid_account() -> None:
         "http://127.0.0.1:9000",
         ["sk"],
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="aZ9-_.!", max_size=12))
+def test_order_id_rule_is_momos_regex(order_id: str) -> None:
+    momo = re.compile(r"^[0-9a-zA-Z]([-_.]*[0-9a-zA-Z]+)*$")  # as documented; backtracks badly on long ids
+    assert bool(ORDER_ID.match(order_id)) == bool(momo.match(order_id))
+
+
+async def test_standalone_over_real_http() -> None:
+    """What `payrecon simulate momo --port N` serves: the control API and the query API on one port."""
+    sim = Simulator()
+    async with serve(sim.asgi_app()) as base, httpx.AsyncClient(base_url=base) as client:
+        created = await client.post("/_sim/payments", json={"order_id": "ord_77", "amount": 99000})
+        assert created.status_code == 201
+        await client.post("/_sim/payments/ord_77/status", json={"status": "succeeded"})
+        adapter = Adapter([msgspec.convert(sim.gateway_config(base), Account)])
+        query = StatusQuery(
+            order_id="ord_77",
+            account="default",
+            reference="ord_77",
+            amount=99000,
+            currency="VND",
+            created_at=datetime.now(UTC),
+        )
+        event = await adapter.fetch_status(query, client)
+    assert event is not None
+    assert (event.status, event.amount) == (PaymentStatus.SUCCEEDED, 99000)
