@@ -55,8 +55,8 @@ class Adapter:
         name = DEFAULT_ACCOUNT if name is None else name
         found = self.accounts.get(name)
         if found is None:
-            held = ", ".join(sorted(self.accounts)) or "none"
-            raise UnknownAccountError(f"no [[stripe]] account {name[:64]!r} in PAYRECON_GATEWAYS (held: {held})")
+            # the held names are not listed: this message goes back to whoever called the URL
+            raise UnknownAccountError(f"no [[stripe]] account {name[:64]!r} in PAYRECON_GATEWAYS")
         return found
 
     # --- webhooks ---------------------------------------------------------------------------------
