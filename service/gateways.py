@@ -45,5 +45,8 @@ def build_gateways(document: dict[str, list[dict[str, Any]]], *, source: str = "
         names = [a.account for a in accounts]
         if len(set(names)) != len(names):
             raise SettingsError(f"PAYRECON_GATEWAYS: [[{name}]] in {source} lists an account twice: {names}")
-        adapters[name] = cls(accounts)  # type: ignore[call-arg]
+        try:
+            adapters[name] = cls(accounts)  # type: ignore[call-arg]
+        except ValueError as exc:  # e.g. one partner code configured under two account names
+            raise SettingsError(f"PAYRECON_GATEWAYS: [[{name}]] in {source}: {exc}") from None
     return adapters
