@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -113,10 +114,16 @@ def simulate(gateway: str, host: str, port: int, webhook_url: str | None) -> Non
     except ModuleNotFoundError:
         raise CliError(f"no simulator for gateway {gateway!r}") from None
     simulator = module.Simulator(webhook_url=webhook_url)
-    click.echo(f"{gateway} simulator on http://{host}:{port}; payrecon gateway config:")
-    click.echo(repr(simulator.gateway_config(f"http://{host}:{port}")))
+    click.echo(f"{gateway} simulator on http://{host}:{port}; its account for the PAYRECON_GATEWAYS file:\n")
+    click.echo(gateway_table(gateway, simulator.gateway_config(f"http://{host}:{port}")))
     config = uvicorn.Config(simulator.asgi_app(), host=host, port=port, log_level="warning", lifespan="on")
     run_async(uvicorn.Server(config).serve)
+
+
+def gateway_table(gateway: str, values: dict[str, object]) -> str:
+    """One `[[gateway]]` TOML table. JSON strings, numbers and lists of them are valid TOML values."""
+    lines = [f"[[{gateway}]]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+    return "\n".join(lines) + "\n"
 
 
 def _load_plugin_commands() -> None:

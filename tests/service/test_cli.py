@@ -1,0 +1,44 @@
+"""The CLI's own pieces: what `payrecon simulate` prints is a gateway file payrecon loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.cli import gateway_table
+from service.gateways import load_gateways
+from service.settings import SettingsError
+from tests.gateways import GATEWAYS, simulator
+
+
+def test_simulator_tables_make_a_loadable_gateway_file(tmp_path: Path) -> None:
+    text = "\n".join(
+        gateway_table(name, simulator(name).gateway_config(f"http://127.0.0.1:{9000 + i}"))
+        for i, name in enumerate(GATEWAYS)
+    )
+    path = tmp_path / "gateways.toml"
+    path.write_text(text)
+    adapters = load_gateways(str(path))
+    assert sorted(adapters) == sorted(GATEWAYS)
+    assert all(adapter.name == name for name, adapter in adapters.items())
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[[paypal]]\naccount = "default"\napi_base = "x"\n', "names gateway [[paypal]]"),
+        ('[[momo]]\naccount = "default"\napi_base = "x"\n', "[[momo]]"),
+        ("not toml at all [", "is not a TOML file"),
+    ],
+)
+def test_bad_gateway_file_is_a_settings_error(tmp_path: Path, text: str, named: str) -> None:
+    path = tmp_path / "gateways.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        load_gateways(str(path))
+
+
+def test_missing_gateway_file_is_a_settings_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_gateways(str(tmp_path / "nope.toml"))
