@@ -1,3 +1,126 @@
-"""webhooks routes (being built)."""
+"""Webhook and IPN endpoints: `/webhooks/{provider}[/{account}]`, authenticated by the gateway's signature.
 
-routes: list[object] = []
+HTTP only: read the body within the size limit, find the adapter, build the `WebhookRequest`
+exactly as it came over the wire, and hand it to `service.ingest`, which decides the answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from litestar import HttpMethod, Request, route
+from litestar.params import FromPath
+from litestar.response import Response
+
+from providers.base import Ack, GatewayAdapter, WebhookRequest, utcnow
+from service import ingest
+from service.metrics import WEBHOOKS_RECEIVED
+from service.problems import NotFoundError, ProblemError
+from service.settings import Settings
+
+# VNPay's IPN is a GET with the signed query string; everyone else POSTs a body.
+_METHODS = [HttpMethod.GET, HttpMethod.POST]
+
+
+class PayloadTooLargeError(ProblemError):
+    status_code, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class TooLarge(Exception):
+    """Raised by `_read_body` once the body passes the limit; carries what was read."""
+
+    def __init__(self, prefix: bytes, size: int, announced: bool) -> None:
+        self.prefix, self.size, self.announced = prefix, size, announced
+
+
+@route("/webhooks/{provider:str}", http_method=_METHODS, exclude_from_auth=True, include_in_schema=False)
+async def webhook(request: Request, provider: FromPath[str]) -> Response[bytes]:
+    """A delivery for the gateway's default account (or one the body names: MoMo partnerCode, VNPay TmnCode)."""
+    return await _deliver(request, provider, None)
+
+
+@route("/webhooks/{provider:str}/{account:str}", http_method=_METHODS, exclude_from_auth=True, include_in_schema=False)
+async def webhook_for_account(request: Request, provider: FromPath[str], account: FromPath[str]) -> Response[bytes]:
+    """A delivery for one named gateway account of PAYRECON_GATEWAYS."""
+    return await _deliver(request, provider, account)
+
+
+async def _deliver(request: Request, provider: str, account: str | None) -> Response[bytes]:
+    received_at = utcnow()
+    settings: Settings = request.app.state.settings
+    gateways: dict[str, GatewayAdapter] = request.app.state.gateways
+    pool = request.app.state.pool
+    adapter = gateways.get(provider)
+    if adapter is not None:
+        WEBHOOKS_RECEIVED.labels(provider).inc()
+    limit = settings.webhook_max_body
+
+    try:
+        body = await _read_body(request, limit)
+    except TooLarge as big:
+        delivery = _webhook_request(request, big.prefix, account, received_at)
+        how = "announces" if big.announced else "is at least"
+        error = ingest.BodyTooLargeError(
+            f"the body {how} {big.size} bytes; PAYRECON_WEBHOOK_MAX_BODY allows {limit} "
+            f"(body_sha256 is over the {len(big.prefix)} bytes read)"
+        )
+        if adapter is None:
+            await ingest.note_refusal(pool, provider, delivery, error, known_provider=False, body_size=big.size)
+            raise PayloadTooLargeError(str(error)) from None
+        ack = await ingest.refuse(pool, provider, adapter, delivery, error, body_size=big.size)
+        return _response(Ack(413, ack.body, ack.content_type))
+
+    delivery = _webhook_request(request, body, account, received_at)
+    if adapter is None:
+        error = ingest.UnknownProviderError(
+            f"no gateway {provider[:64]!r} is configured (configured: {', '.join(sorted(gateways)) or 'none'})"
+        )
+        await ingest.note_refusal(pool, provider, delivery, error, known_provider=False)
+        raise NotFoundError(str(error))
+    return _response(await ingest.ingest(pool, provider, adapter, delivery))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read straight off the ASGI channel so an oversized one is never buffered whole."""
+    announced = request.headers.get("content-length")
+    if announced is not None and announced.isdigit() and int(announced) > limit:
+        raise TooLarge(b"", int(announced), announced=True)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":  # http.disconnect: the sender is gone, judge what came
+            break
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(b"".join(chunks)[: limit + 1], size, announced=False)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _webhook_request(request: Request, body: bytes, account: str | None, received_at: datetime) -> WebhookRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in request.scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        # A repeated header is one comma-joined value (RFC 9110 §5.3), never silently the last one.
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    client = request.scope.get("client")
+    return WebhookRequest(
+        method=request.method,
+        body=body,
+        headers=headers,
+        query_string=request.scope.get("query_string", b"").decode("latin-1"),  # as sent: VNPay signs it
+        account=account,
+        received_at=received_at,
+        remote_addr=client[0] if client else None,
+    )
+
+
+def _response(ack: Ack) -> Response[bytes]:
+    return Response(ack.body, status_code=ack.status_code, media_type=ack.content_type or "text/plain")
+
+
+routes = [webhook, webhook_for_account]

@@ -1,0 +1,198 @@
+"""Webhook ingest: verify → parse → ledger → the gateway's answer, never acknowledging what was not stored.
+
+Framework-free on purpose: `service.api.webhooks` turns HTTP into a `WebhookRequest` and an
+`Ack` back into HTTP; everything that decides what a gateway hears lives here (DESIGN.md §4).
+
+The answers, and why:
+- verification or parsing fails → `adapter.reject` (4xx, or VNPay's 97/99) and a row in
+  `rejected_deliveries`; the row is best effort, a refusal stays a refusal when it cannot be noted;
+- the database is unreachable → `adapter.retry_later` (503, VNPay 99) so the gateway redelivers;
+- every event committed → `adapter.acknowledge(outcome kinds)`. Each event is its own ledger
+  transaction: if the second of two fails, the redelivery finds the first a duplicate, harmlessly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+
+import asyncpg
+from prometheus_client import Counter
+
+from providers.base import Ack, GatewayAdapter, OutcomeKind, WebhookRequest
+from providers.errors import MalformedError, PayreconError
+from service import ledger, rejections
+from service.db import UNAVAILABLE_ERRORS
+from service.metrics import WEBHOOKS_REJECTED, WEBHOOKS_UNAVAILABLE
+from service.model import RawDelivery, Source
+
+log = logging.getLogger(__name__)
+
+# How long a delivery may wait for the database. A gateway gives up on a slow answer (Stripe
+# after ~10 s, VNPay sooner) and counts it as a failure anyway, so a dead database must be
+# answered "retry later" well before that instead of holding the request open.
+CONNECT_WAIT = 3.0  # seconds for a connection to note a rejection
+APPLY_BUDGET = 8.0  # seconds for all ledger transactions of one delivery
+
+# A verified delivery that carries nothing we track (a Stripe `customer.created`, a MoMo refund
+# result). It has no payment status, so it cannot be a payment_events row; a counter and a log
+# line with the body hash are its audit trail.
+# TODO(lead): move into service.metrics next to WEBHOOKS_RECEIVED.
+WEBHOOKS_IGNORED = Counter(
+    "payrecon_webhooks_ignored_total", "Verified webhook deliveries that carried no event we track", ["provider"]
+)
+
+# Request headers kept beside a stored event (RawDelivery): what a signature or a decoder may
+# need to re-check it later. Everything else (proxies' X-Forwarded-*, user agents) is noise.
+_KEPT_HEADER = re.compile(r"^(content-type|.*signature.*)$")
+
+UNKNOWN_PROVIDER_LABEL = "_unknown"  # metric label for /webhooks/<name we do not know>: bounded cardinality
+
+
+class BodyTooLargeError(MalformedError):
+    """The delivery is larger than PAYRECON_WEBHOOK_MAX_BODY; gateways send a few KB."""
+
+
+class UnknownProviderError(MalformedError):
+    """The URL names a gateway that is not configured in PAYRECON_GATEWAYS."""
+
+
+def reason_of(error: BaseException) -> str:
+    """The `rejected_deliveries.reason` slug: our error's class name in snake case, without `Error`.
+
+    SignatureError → signature, UnknownAccountError → unknown_account. Anything else an
+    adapter raises is a bug in the adapter: `adapter_error`, and the log has the traceback.
+    """
+    if not isinstance(error, PayreconError):
+        return "adapter_error"
+    name = type(error).__name__.removesuffix("Error") or "error"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def raw_delivery(request: WebhookRequest) -> RawDelivery:
+    headers = {name: value for name, value in request.headers.items() if _KEPT_HEADER.match(name)}
+    return RawDelivery(body=request.body, headers=headers, query_string=request.query_string)
+
+
+async def ingest(pool: asyncpg.Pool, provider: str, adapter: GatewayAdapter, request: WebhookRequest) -> Ack:
+    """Handle one delivery for a configured gateway and return what the gateway must hear."""
+    try:
+        adapter.verify(request)
+        events = adapter.parse(request)
+    except Exception as error:  # an adapter's failure is the sender's problem or the adapter's bug: never a 500
+        return await refuse(pool, provider, adapter, request, error)
+
+    if not events:
+        WEBHOOKS_IGNORED.labels(provider).inc()
+        log.info(
+            "webhook %s ignored: verified, no tracked event (account=%s, body sha256 %s)",
+            provider,
+            request.account,
+            hashlib.sha256(request.body).hexdigest(),
+        )
+        return _answer(lambda: adapter.acknowledge([]), adapter, provider)
+
+    raw = raw_delivery(request)
+    kinds: list[OutcomeKind] = []
+    try:
+        async with asyncio.timeout(APPLY_BUDGET):
+            for event in events:
+                outcome = await ledger.apply(pool, event, Source.WEBHOOK, raw=raw)
+                kinds.append(outcome.kind)
+    except UNAVAILABLE_ERRORS as error:  # includes TimeoutError: the budget ran out waiting for PostgreSQL
+        WEBHOOKS_UNAVAILABLE.labels(provider).inc()
+        log.warning("webhook %s: database unavailable (%s: %s); answering retry-later", provider, _name(error), error)
+        return _answer(adapter.retry_later, adapter, provider)
+    except Exception:
+        # The ledger refused a verified event for a reason of its own (a bug, a constraint).
+        # Not acknowledged, so the gateway redelivers once it is fixed; noted for ops.
+        log.exception("webhook %s: the ledger failed on a verified delivery; answering retry-later", provider)
+        WEBHOOKS_REJECTED.labels(provider, "ledger_error").inc()
+        await _note(pool, provider, request, "ledger_error", "the ledger failed on this verified delivery; see log")
+        return _answer(adapter.retry_later, adapter, provider)
+    return _answer(lambda: adapter.acknowledge(kinds), adapter, provider)
+
+
+async def refuse(
+    pool: asyncpg.Pool,
+    provider: str,
+    adapter: GatewayAdapter,
+    request: WebhookRequest,
+    error: BaseException,
+    *,
+    body_size: int | None = None,
+) -> Ack:
+    """Note a refused delivery (row, metric, log) and return the gateway's own rejection answer."""
+    await note_refusal(pool, provider, request, error, known_provider=True, body_size=body_size)
+    return _answer(lambda: adapter.reject(error), adapter, provider, fallback=400)
+
+
+async def note_refusal(
+    pool: asyncpg.Pool,
+    provider: str,
+    request: WebhookRequest,
+    error: BaseException,
+    *,
+    known_provider: bool,
+    body_size: int | None = None,
+) -> None:
+    """Row in rejected_deliveries (best effort), WEBHOOKS_REJECTED, and a log line; never raises for storage."""
+    reason = reason_of(error)
+    if reason == "adapter_error":
+        log.error("webhook %s: adapter raised %s; refusing the delivery", provider, _name(error), exc_info=error)
+        detail = f"{_name(error)}: {error}"
+    else:
+        log.info("webhook %s refused: %s: %s", provider, reason, error)
+        detail = str(error)
+    WEBHOOKS_REJECTED.labels(provider if known_provider else UNKNOWN_PROVIDER_LABEL, reason).inc()
+    await _note(pool, provider, request, reason, detail, body_size=body_size)
+
+
+async def _note(
+    pool: asyncpg.Pool,
+    provider: str,
+    request: WebhookRequest,
+    reason: str,
+    detail: str,
+    *,
+    body_size: int | None = None,
+) -> None:
+    entry = rejections.rejection(
+        provider=provider,
+        account=request.account,
+        reason=reason,
+        detail=detail,
+        remote_addr=request.remote_addr,
+        body=request.body,
+        body_size=body_size,
+        received_at=request.received_at,
+    )
+    try:
+        await rejections.record(pool, entry, wait=CONNECT_WAIT)
+    except UNAVAILABLE_ERRORS as exc:
+        # The gateway still hears its 4xx: a refusal does not depend on our being able to note it.
+        log.warning(
+            "webhook %s: could not record rejected delivery (reason %s, body sha256 %s): %s: %s",
+            provider,
+            reason,
+            entry.body_sha256,
+            _name(exc),
+            exc,
+        )
+
+
+def _answer(make: Callable[[], Ack], adapter: GatewayAdapter, provider: str, *, fallback: int = 503) -> Ack:
+    # An adapter that cannot even build its answer must not turn into a 500: the gateway gets
+    # a plain non-2xx (it redelivers) and the log the traceback.
+    try:
+        return make()
+    except Exception:
+        log.exception("webhook %s: adapter %s failed to build its answer", provider, type(adapter).__name__)
+        return Ack(fallback, b'{"error":"internal"}', "application/json")
+
+
+def _name(error: BaseException) -> str:
+    return type(error).__name__

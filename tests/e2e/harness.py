@@ -1,0 +1,105 @@
+"""A running payrecon app wired to the three gateway simulators, for webhook and end-to-end tests.
+
+The app is served by uvicorn on a free port in the test's own loop (tests.support.serve), its
+adapters hold the simulators' credentials, and each simulator's webhooks point at the app.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+from litestar import Litestar
+
+from providers.momo.simulator import WRONG_SECRET_KEY
+from providers.simkit import Faults, SimulatedGateway
+from providers.stripe.signing import sign_header
+from providers.stripe.simulator import WRONG_WEBHOOK_SECRET
+from providers.vnpay.signing import signed_query_string
+from providers.vnpay.simulator import WRONG_HASH_SECRET
+from service.app import create_app
+from service.settings import Settings
+from tests.gateways import GATEWAYS, adapters_for, sim_api_bases, simulator
+from tests.support import free_port, serve
+
+VECTORS: list[dict[str, Any]] = json.loads(
+    (Path(__file__).resolve().parents[1] / "fixtures" / "vectors.json").read_text()
+)["vectors"]
+
+
+class Running(msgspec.Struct, kw_only=True):
+    app: Litestar
+    base_url: str
+    http: httpx.AsyncClient  # talks to the app
+    sims: dict[str, SimulatedGateway]
+
+
+@asynccontextmanager
+async def running(settings: Settings, *, deliver: bool = False, faults: Faults | None = None) -> AsyncIterator[Running]:
+    """The app with every gateway configured against its simulator.
+
+    `deliver=True` points the simulators' webhooks at the app (their dispatchers send them);
+    otherwise the test builds each delivery itself with the helpers below and sends it.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    sims = {
+        name: simulator(name, webhook_url=f"{base}/webhooks/{name}" if deliver else None, faults=faults)
+        for name in GATEWAYS
+    }
+    app = create_app(settings, gateways=adapters_for(sims, sim_api_bases()))
+    try:
+        async with serve(app, port=port), httpx.AsyncClient(base_url=base, timeout=30.0) as http:
+            yield Running(app=app, base_url=base, http=http, sims=sims)
+    finally:
+        for sim in sims.values():
+            await sim.dispatcher.aclose()
+
+
+def vectors(provider: str, kind: str) -> list[dict[str, Any]]:
+    return [v for v in VECTORS if v["provider"] == provider and v["kind"] == kind]
+
+
+async def rejected(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every rejected_deliveries row, oldest first."""
+    return await pool.fetch("select * from rejected_deliveries order by id")
+
+
+async def rejected_count(pool: asyncpg.Pool) -> int:
+    count: int = await pool.fetchval("select count(*) from rejected_deliveries")
+    return count
+
+
+# --- deliveries built exactly as each gateway builds them, with its simulator's own signing ---
+
+
+def stripe_webhook(
+    sim: SimulatedGateway, event: dict[str, Any] | None = None, *, timestamp: int | None = None, wrong_key: bool = False
+) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of a Stripe delivery of `event` (default: the simulator's newest event)."""
+    event = event if event is not None else sim.events[-1]  # type: ignore[attr-defined]
+    body = json.dumps(event, indent=2).encode()  # Stripe pretty-prints, as the simulator does
+    secrets = [WRONG_WEBHOOK_SECRET] if wrong_key else sim.webhook_secrets  # type: ignore[attr-defined]
+    when = timestamp if timestamp is not None else int(time.time())
+    headers = {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": sign_header(body, secrets, when)}
+    return body, headers
+
+
+def momo_webhook(sim: SimulatedGateway, reference: str, *, wrong_key: bool = False) -> bytes:
+    """The IPN body MoMo POSTs for the payment's current state."""
+    payment = sim.get_payment(reference)  # type: ignore[attr-defined]
+    return sim.ipn_body(payment, secret=WRONG_SECRET_KEY if wrong_key else None)  # type: ignore[attr-defined,no-any-return]
+
+
+def vnpay_webhook(sim: SimulatedGateway, reference: str, *, wrong_key: bool = False) -> str:
+    """The IPN query string VNPay GETs for the transaction's current state."""
+    params = sim.ipn_params(sim.transaction(reference))  # type: ignore[attr-defined]
+    secret = WRONG_HASH_SECRET if wrong_key else sim.hash_secret  # type: ignore[attr-defined]
+    return signed_query_string(params, secret)
