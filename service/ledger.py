@@ -1,13 +1,105 @@
-"""The ledger: the only code that writes `orders` (DESIGN.md §3). Being built — signatures are the contract."""
+"""The ledger: the only code that writes `orders` (DESIGN.md §3).
+
+`apply` takes one event through one transaction: dedupe insert, order lookup, row lock,
+the pure rules of `service.transitions`, order update, audit row, anomalies. Registering an
+order or a reference (`register_order`, `add_reference`) applies the events that waited for
+it in quarantine, in gateway time order, in the same transaction.
+
+Locks, always taken in this order so no two transactions wait on each other in a cycle:
+1. one advisory lock on the event's or registration's (provider, account, reference);
+2. advisory locks on order ids (sorted) — the order an event claims (Stripe metadata.order_id),
+   or the order being registered;
+3. the order's row (`select … for update`).
+(1) and (2) close the quarantine race: an event looking for an order and a registration
+creating it serialize on the same key, so either the event commits to quarantine first and
+the registration's replay sees it, or the registration commits first and the event finds the
+order. Without them both could run concurrently, each missing the other, and the event would
+stay in quarantine forever. The row lock then serializes events of one order.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from providers.base import PaymentEvent
-from service.model import Order, Outcome, RawDelivery, Source
+from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
+from service import metrics
+from service.model import NewOrder, NewReference, Order, OrderState, Outcome, RawDelivery, Source
+from service.orders import get_order as _get_order
+from service.orders import has_provider, reference_owner
+from service.problems import ConflictError, NotFoundError
+from service.transitions import Anomaly, Facts, News, decide
+
+# Namespaces of the two-int advisory locks (the migrations' one-bigint lock is a separate space).
+REFERENCE_LOCK = 0x5052_4600  # "PRF"
+ORDER_LOCK = 0x5052_4F00  # "PRO"
+
+
+class OrderConflictError(ConflictError):
+    """The same order id registered with a different body."""
+
+
+class ReferenceTakenError(ConflictError):
+    """A gateway reference already belongs to another order."""
+
+
+class OrderNotFoundError(NotFoundError):
+    pass
+
+
+class Registration(msgspec.Struct, frozen=True, kw_only=True):
+    order: Order
+    created: bool  # False: the same registration again (idempotent)
+    replayed: list[Outcome] = []  # quarantined events applied by this registration
+
+
+class Applied(msgspec.Struct, frozen=True, kw_only=True):
+    """One event's result inside a ledger transaction, with what to count once it commits."""
+
+    outcome: Outcome
+    provider: str
+    source: str
+    current: bool = False  # the event `apply` was called with (replays may come with it)
+    new_anomalies: tuple[str, ...] = ()
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored event as the rules need it; `at` is its effective gateway time."""
+
+    id: int
+    provider: str
+    account: str
+    reference: str
+    claimed_order_id: str | None
+    status: PaymentStatus
+    amount: int
+    currency: str
+    provider_payment_id: str | None
+    refunded_amount: int | None
+    at: datetime
+    flag: str | None
+    source: str
+
+
+# A missing gateway time counts as the time we received the event (DESIGN.md §3, transitions.py).
+_EVENT_COLUMNS = """id, provider, account, reference, claimed_order_id, status, amount, currency, provider_payment_id,
+                    refunded_amount, coalesce(occurred_at, received_at) as at, flag, source"""
+
+# Stored as quarantined (order_id null, outcome unknown_order) and resolved in the same transaction.
+_INSERT_EVENT = f"""
+insert into payment_events (provider, dedupe_key, account, reference, claimed_order_id, status, amount, currency,
+                            provider_payment_id, refunded_amount, occurred_at, reason, flag, source, outcome,
+                            payload, raw_body, raw_headers)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'unknown_order', $15, $16, $17)
+on conflict (provider, dedupe_key) do nothing
+returning {_EVENT_COLUMNS}
+"""
 
 
 async def apply(
@@ -21,17 +113,358 @@ async def apply(
     """Apply one event in one transaction: dedupe insert, row lock, amount check, transition, audit.
 
     `dry_run` does all of it and rolls back, so the reconciler can report what it would repair.
-    Raises asyncpg / OSError errors when the database is unreachable (the caller answers "retry").
+    Raises asyncpg / OSError errors when the database is unavailable (the caller answers "retry").
     """
-    raise NotImplementedError
+    started = time.perf_counter()
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            done = await _apply(conn, event, Source(source), raw)
+        except BaseException:
+            await tx.rollback()
+            raise
+        if dry_run:
+            await tx.rollback()
+        else:
+            await tx.commit()
+    outcome = next((a.outcome for a in done if a.current), Outcome(kind=OutcomeKind.DUPLICATE))
+    if not dry_run:
+        metrics.LEDGER_APPLY_SECONDS.observe(time.perf_counter() - started)
+        if not done:
+            metrics.LEDGER_OUTCOMES.labels(event.provider, str(source), str(OutcomeKind.DUPLICATE)).inc()
+        _count(done)
+    return outcome
+
+
+async def _apply(
+    conn: asyncpg.Connection, event: PaymentEvent, source: Source, raw: RawDelivery | None
+) -> list[Applied]:
+    """The work of `apply`; [] for a duplicate, else this event's Applied (and any it released)."""
+    await _lock(conn, REFERENCE_LOCK, [_reference_key(event.provider, event.account, event.reference)])
+    row = await conn.fetchrow(
+        _INSERT_EVENT,
+        event.provider,
+        event.dedupe_key,
+        event.account,
+        event.reference,
+        event.order_id,
+        event.status,
+        event.amount,
+        event.currency,
+        event.provider_payment_id,
+        event.refunded_amount,
+        event.occurred_at,
+        event.reason,
+        event.flag,
+        source,
+        event.payload,
+        None if raw is None else raw.body,
+        None if raw is None else _raw_headers(raw),
+    )
+    if row is None:
+        return []  # a redelivery: the first delivery's outcome stands, nothing changes
+    stored = msgspec.convert(dict(row), _Event)
+    order_id = await reference_owner(conn, event.provider, event.account, event.reference)
+    if order_id is None:
+        # Lock every order this reference may come to belong to: the one the event claims, and
+        # those its quarantined siblings claim (an unclaimed Stripe charge event shares its
+        # PaymentIntent reference with claimed ones): a registration of such an order may be
+        # adding this very reference right now. Then look again.
+        claims = await _sibling_claims(conn, event.provider, event.account, event.reference)
+        await _lock(conn, ORDER_LOCK, claims | ({event.order_id} if event.order_id else set()))
+        order_id = await reference_owner(conn, event.provider, event.account, event.reference)
+    if order_id is not None:
+        return [await _step(conn, order_id, stored, current=True)]
+    if event.order_id is not None and await has_provider(conn, event.order_id, event.provider):
+        # The claim matches (DESIGN.md §5): the reference joins the order, and with it every event
+        # that waited under it, all applied in gateway time order.
+        done = await _replay(conn, event.order_id, current=stored.id)
+        if any(a.current for a in done):
+            return done
+    outcome = Outcome(kind=OutcomeKind.UNKNOWN_ORDER, event_id=stored.id)
+    return [Applied(outcome=outcome, provider=event.provider, source=source, current=True)]
+
+
+async def _step(conn: asyncpg.Connection, order_id: str, event: _Event, *, current: bool = False) -> Applied:
+    """Apply one stored event to one order: rules, order update, audit row, anomalies."""
+    row = await conn.fetchrow(
+        """select amount, currency, status, status_at, refunded_amount, provider_payment_id, paid_at, version
+           from orders where id = $1 for update""",
+        order_id,
+    )
+    facts = msgspec.convert(dict(row), Facts)
+    news = msgspec.convert(msgspec.structs.asdict(event), News)
+    decision = decide(facts, news)
+    before = OrderState(
+        status=facts.status,
+        refunded_amount=facts.refunded_amount,
+        provider_payment_id=facts.provider_payment_id,
+        version=row["version"],
+    )
+    after = before
+    if decision.moved:
+        new = decision.after
+        version = await conn.fetchval(
+            """update orders set status = $2, status_at = $3, refunded_amount = $4, provider_payment_id = $5,
+                                 paid_at = $6, version = version + 1, updated_at = now()
+               where id = $1 returning version""",
+            order_id,
+            new.status,
+            new.status_at,
+            new.refunded_amount,
+            new.provider_payment_id,
+            new.paid_at,
+        )
+        # unique (order_id, to_version): two writers can never both step from one version
+        await conn.execute(
+            """insert into transitions (order_id, event_id, from_status, to_status, from_version, to_version,
+                                        refunded_amount, source)
+               values ($1, $2, $3, $4, $5, $6, $7, $8)""",
+            order_id,
+            event.id,
+            facts.status,
+            new.status,
+            before.version,
+            version,
+            new.refunded_amount,
+            event.source,
+        )
+        after = OrderState(
+            status=new.status,
+            refunded_amount=new.refunded_amount,
+            provider_payment_id=new.provider_payment_id,
+            version=version,
+        )
+    await conn.execute(
+        """update payment_events set order_id = $2, outcome = $3,
+                  applied_at = case when $3 = 'applied' then now() end
+           where id = $1""",
+        event.id,
+        order_id,
+        decision.kind,
+    )
+    anomalies = list(decision.anomalies)
+    if event.flag:  # a gateway-side condition ops must see; the event is otherwise applied normally
+        anomalies.append(Anomaly("gateway_flag", {"flag": event.flag, "status": str(event.status)}))
+    recorded = [
+        a.kind
+        for a in anomalies
+        if await record_anomaly(conn, a.kind, order_id=order_id, event_id=event.id, detail=a.detail, count=False)
+    ]
+    outcome = Outcome(
+        kind=decision.kind,
+        order_id=order_id,
+        event_id=event.id,
+        before=before,
+        after=after,
+        anomalies=[a.kind for a in anomalies],
+    )
+    return Applied(
+        outcome=outcome, provider=event.provider, source=event.source, current=current, new_anomalies=tuple(recorded)
+    )
+
+
+async def _replay(conn: asyncpg.Connection, order_id: str, *, current: int | None = None) -> list[Applied]:
+    """Apply the quarantined events that now match the order, in gateway time order.
+
+    They match by one of the order's references, or by claiming the order's id for a gateway
+    the order has a reference of; a claimed event's reference then joins the order, which may
+    release more events (hence the loop). The caller holds the order's advisory lock.
+    """
+    await conn.execute("select 1 from orders where id = $1 for update", order_id)
+    while True:
+        refs = await conn.fetch(
+            "select provider, account, reference from order_references where order_id = $1", order_id
+        )
+        held = {(r["provider"], r["account"], r["reference"]) for r in refs}
+        rows = await conn.fetch(
+            f"""select {_EVENT_COLUMNS} from payment_events
+                where order_id is null
+                  and ((provider, account, reference) in (select * from unnest($2::text[], $3::text[], $4::text[]))
+                       or (claimed_order_id = $1 and provider = any($2::text[])))""",
+            order_id,
+            [r[0] for r in held],
+            [r[1] for r in held],
+            [r[2] for r in held],
+        )
+        waiting = [msgspec.convert(dict(r), _Event) for r in rows]
+        added = False
+        for event in waiting:
+            if (event.provider, event.account, event.reference) not in held:
+                added |= await _insert_reference(conn, order_id, event.provider, event.account, event.reference, {})
+        if not added:
+            break
+    done = []
+    for event in sorted(waiting, key=lambda e: (e.at, e.id)):
+        # Lock it, and re-check: another order's registration may have taken it meanwhile.
+        still = await conn.fetchval(
+            "select 1 from payment_events where id = $1 and order_id is null for update", event.id
+        )
+        if still and await reference_owner(conn, event.provider, event.account, event.reference) == order_id:
+            done.append(await _step(conn, order_id, event, current=event.id == current))
+    return done
+
+
+async def _sibling_claims(conn: asyncpg.Connection, provider: str, account: str, reference: str) -> set[str]:
+    rows = await conn.fetch(
+        """select distinct claimed_order_id from payment_events
+           where provider = $1 and account = $2 and reference = $3
+             and order_id is null and claimed_order_id is not null""",
+        provider,
+        account,
+        reference,
+    )
+    return {r[0] for r in rows}
+
+
+async def _insert_reference(
+    conn: asyncpg.Connection, order_id: str, provider: str, account: str, reference: str, data: dict[str, Any]
+) -> bool:
+    added = await conn.fetchval(
+        """insert into order_references (provider, account, reference, order_id, provider_data)
+           values ($1, $2, $3, $4, $5) on conflict (provider, account, reference) do nothing returning true""",
+        provider,
+        account,
+        reference,
+        order_id,
+        data,
+    )
+    return bool(added)
+
+
+def _reference_key(provider: str, account: str, reference: str) -> str:
+    return f"{provider}\x1f{account}\x1f{reference}"
+
+
+async def _lock(conn: asyncpg.Connection, space: int, keys: Iterable[str]) -> None:
+    """Transaction-scoped advisory locks, taken in ascending key order (no lock-order cycles)."""
+    for key in sorted({_lock_key(k) for k in keys}):
+        await conn.execute("select pg_advisory_xact_lock($1, $2)", space, key)
+
+
+def _lock_key(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big", signed=True)
+
+
+def _raw_headers(raw: RawDelivery) -> dict[str, str]:
+    # VNPay signs the query string of a GET: keep it beside the headers, as a pseudo-header.
+    return {**raw.headers, ":query_string": raw.query_string} if raw.query_string else dict(raw.headers)
 
 
 async def record_anomaly(
-    conn: asyncpg.Connection, kind: str, *, order_id: str | None, event_id: int | None, detail: dict[str, Any]
+    conn: asyncpg.Connection,
+    kind: str,
+    *,
+    order_id: str | None,
+    event_id: int | None,
+    detail: dict[str, Any],
+    count: bool = True,
 ) -> bool:
-    """Record an anomaly once per (kind, order, event); True when it is new."""
-    raise NotImplementedError
+    """Record an anomaly once per (kind, order, event); True when it is new.
+
+    `count=False` leaves the metric to the caller (the ledger counts after its commit).
+    """
+    new = await conn.fetchval(
+        # the unique index on (kind, order, event) makes a redelivered anomaly a no-op
+        """insert into anomalies (kind, order_id, event_id, detail) values ($1, $2, $3, $4)
+           on conflict do nothing returning true""",
+        kind,
+        order_id,
+        event_id,
+        detail,
+    )
+    if new and count:
+        metrics.ANOMALIES.labels(kind).inc()
+    return bool(new)
 
 
 async def get_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
-    raise NotImplementedError
+    return await _get_order(conn, order_id)
+
+
+def _count(done: list[Applied]) -> None:
+    for applied in done:
+        metrics.LEDGER_OUTCOMES.labels(applied.provider, str(applied.source), applied.outcome.kind).inc()
+        for kind in applied.new_anomalies:
+            metrics.ANOMALIES.labels(kind).inc()
+
+
+# --- registration -------------------------------------------------------------------------------
+
+_FIELDS = ("amount", "currency", "provider", "account", "reference", "provider_data", "metadata")
+
+
+def request_hash(new: NewOrder) -> str:
+    return hashlib.sha256(msgspec.json.encode(new.normalized(), order="sorted")).hexdigest()
+
+
+async def register_order(pool: asyncpg.Pool, new: NewOrder) -> Registration:
+    """Register an expected payment; the same body again is a no-op, another body a conflict."""
+    new = new.normalized()
+    assert new.reference is not None
+    async with pool.acquire() as conn, conn.transaction():
+        await _lock(conn, REFERENCE_LOCK, [_reference_key(new.provider, new.account, new.reference)])
+        await _lock(conn, ORDER_LOCK, [new.id])
+        inserted = await conn.fetchval(
+            """insert into orders (id, amount, currency, provider, account, reference, provider_data, metadata,
+                                   request_hash)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9) on conflict (id) do nothing returning id""",
+            new.id,
+            new.amount,
+            new.currency,
+            new.provider,
+            new.account,
+            new.reference,
+            new.provider_data,
+            new.metadata,
+            request_hash(new),
+        )
+        if inserted is None:
+            existing = await _get_order(conn, new.id)
+            assert existing is not None
+            differing = [f for f in _FIELDS if getattr(existing, f) != getattr(new, f)]
+            if differing:
+                raise OrderConflictError(
+                    f"order {new.id} is registered with a different {', '.join(differing)}", fields=differing
+                )
+            return Registration(order=existing, created=False)
+        await _add_reference(conn, new.id, new.provider, new.account, new.reference, new.provider_data)
+        done = await _replay(conn, new.id)
+        order = await _get_order(conn, new.id)
+    _count(done)
+    assert order is not None
+    return Registration(order=order, created=True, replayed=[a.outcome for a in done])
+
+
+async def add_reference(pool: asyncpg.Pool, order_id: str, ref: NewReference) -> Registration:
+    """Add a payment attempt's gateway reference to an order (idempotent for the same order)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _lock(conn, REFERENCE_LOCK, [_reference_key(ref.provider, ref.account, ref.reference)])
+        await _lock(conn, ORDER_LOCK, [order_id])
+        if await conn.fetchval("select 1 from orders where id = $1 for update", order_id) is None:
+            raise OrderNotFoundError(f"no order {order_id}")
+        owner = await reference_owner(conn, ref.provider, ref.account, ref.reference)
+        if owner == order_id:
+            order = await _get_order(conn, order_id)
+            assert order is not None
+            return Registration(order=order, created=False)
+        await _add_reference(conn, order_id, ref.provider, ref.account, ref.reference, ref.provider_data)
+        await conn.execute("update orders set updated_at = now() where id = $1", order_id)
+        done = await _replay(conn, order_id)
+        order = await _get_order(conn, order_id)
+    _count(done)
+    assert order is not None
+    return Registration(order=order, created=True, replayed=[a.outcome for a in done])
+
+
+async def _add_reference(
+    conn: asyncpg.Connection, order_id: str, provider: str, account: str, reference: str, data: dict[str, Any]
+) -> None:
+    if not await _insert_reference(conn, order_id, provider, account, reference, data):
+        owner = await reference_owner(conn, provider, account, reference)
+        raise ReferenceTakenError(
+            f"{provider} reference {reference!r} (account {account!r}) belongs to order {owner}",
+            field="reference",
+            order_id=owner,
+        )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -78,3 +78,55 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     before: OrderState | None = None
     after: OrderState | None = None
     anomalies: list[str] = []  # kinds recorded by this apply
+
+
+# --- what a client registers (DESIGN.md §5); the constraints are the API's validation -----------
+
+OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\s/\x00-\x1f\x7f]+$")]
+Amount = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # bigint minor units
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Provider = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+Account = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# Key counts bound here; the encoded size (MAX_JSON_BYTES) is checked where the body is decoded.
+JsonObject = Annotated[dict[str, Any], msgspec.Meta(max_length=50)]
+
+MAX_JSON_BYTES = 16 * 1024
+
+
+class NewOrder(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of `POST /v1/orders`: an expected payment."""
+
+    id: OrderId
+    amount: Amount
+    currency: Currency
+    provider: Provider
+    account: Account = "default"
+    reference: Reference | None = None  # what the gateway will echo; defaults to the order id
+    provider_data: JsonObject = {}
+    metadata: JsonObject = {}
+
+    def normalized(self) -> NewOrder:
+        return self if self.reference is not None else msgspec.structs.replace(self, reference=self.id)
+
+
+class NewReference(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of `POST /v1/orders/{id}/references`: a new payment attempt's gateway reference."""
+
+    provider: Provider
+    reference: Reference
+    account: Account = "default"
+    provider_data: JsonObject = {}
+
+
+class Transition(msgspec.Struct, frozen=True, kw_only=True):
+    """One forward step of an order in the audit trail."""
+
+    event_id: int
+    from_status: PaymentStatus
+    to_status: PaymentStatus
+    from_version: int
+    to_version: int
+    refunded_amount: int
+    source: str
+    created_at: datetime

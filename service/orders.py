@@ -1,0 +1,201 @@
+"""Reading orders, their audit trail and anomalies: the queries behind the REST API.
+
+Writes live in `service.ledger` (the only writer of `orders`); everything here is a plain read.
+Lists use keyset pagination on the index order ((updated_at, id) for orders, (created_at, id)
+for anomalies) with an opaque cursor, so a page costs the same at any depth.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from providers.base import PaymentStatus
+from service.model import Order, OrderReference, Transition
+
+_ORDER = """
+select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.provider_data, o.metadata, o.status,
+       o.refunded_amount, o.provider_payment_id, o.version, o.created_at, o.updated_at, o.paid_at,
+       coalesce((select array_agg(row(r.provider, r.account, r.reference, r.provider_data, r.added_at)
+                                  order by r.added_at, r.provider, r.account, r.reference)
+                 from order_references r where r.order_id = o.id), '{}') as refs
+from orders o
+"""
+
+
+class CursorError(ValueError):
+    """A pagination cursor we did not issue (or from another list)."""
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A `payment_events` row as the audit trail shows it (raw bytes left out)."""
+
+    id: int
+    provider: str
+    dedupe_key: str
+    account: str
+    reference: str
+    claimed_order_id: str | None
+    order_id: str | None
+    status: PaymentStatus
+    amount: int
+    currency: str
+    provider_payment_id: str | None
+    refunded_amount: int | None
+    occurred_at: datetime | None
+    reason: str | None
+    flag: str | None
+    source: str
+    outcome: str
+    received_at: datetime
+    applied_at: datetime | None
+    payload: dict[str, Any] = {}
+
+
+class AnomalyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    kind: str
+    order_id: str | None
+    event_id: int | None
+    detail: dict[str, Any]
+    status: str
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+def _order(row: asyncpg.Record) -> Order:
+    refs = [
+        OrderReference(provider=r[0], account=r[1], reference=r[2], provider_data=r[3], added_at=r[4])
+        for r in row["refs"]
+    ]
+    fields = {k: row[k] for k in row.keys() if k != "refs"}  # noqa: SIM118 (Record is not a dict)
+    return msgspec.convert({**fields, "references": refs}, Order, from_attributes=True)
+
+
+async def get_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
+    row = await conn.fetchrow(_ORDER + " where o.id = $1", order_id)
+    return None if row is None else _order(row)
+
+
+def encode_cursor(*key: object) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str | int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, key = msgspec.json.decode(raw, type=tuple[datetime, str | int])
+    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
+        raise CursorError("cursor is not one this API issued") from exc
+    if at.tzinfo is None:
+        raise CursorError("cursor is not one this API issued")
+    return at, key
+
+
+async def list_orders(
+    conn: asyncpg.Connection,
+    *,
+    limit: int,
+    status: PaymentStatus | None = None,
+    provider: str | None = None,
+    updated_since: datetime | None = None,
+    cursor: str | None = None,
+) -> tuple[list[Order], str | None]:
+    """Orders by (updated_at, id) ascending: a backend polling with `updated_since` sees every change."""
+    after_at, after_id = decode_cursor(cursor) if cursor else (None, None)
+    if after_id is not None and not isinstance(after_id, str):
+        raise CursorError("cursor is not one this API issued")
+    rows = await conn.fetch(
+        _ORDER
+        + """ where ($1::text is null or o.status = $1)
+              and ($2::text is null or o.provider = $2)
+              and ($3::timestamptz is null or o.updated_at >= $3)
+              and ($4::timestamptz is null or (o.updated_at, o.id) > ($4, $5::text))
+            order by o.updated_at, o.id
+            limit $6""",
+        status,
+        provider,
+        updated_since,
+        after_at,
+        after_id,
+        limit + 1,
+    )
+    page = [_order(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
+
+
+async def order_events(conn: asyncpg.Connection, order_id: str) -> tuple[list[StoredEvent], list[Transition]]:
+    """Every event matched to the order (with its outcome and source) and every transition."""
+    events = await conn.fetch(
+        """select id, provider, dedupe_key, account, reference, claimed_order_id, order_id, status, amount,
+                  currency, provider_payment_id, refunded_amount, occurred_at, reason, flag, source, outcome,
+                  received_at, applied_at, payload
+           from payment_events where order_id = $1 order by id""",
+        order_id,
+    )
+    steps = await conn.fetch(
+        """select event_id, from_status, to_status, from_version, to_version, refunded_amount, source, created_at
+           from transitions where order_id = $1 order by to_version""",
+        order_id,
+    )
+    return (
+        msgspec.convert([dict(r) for r in events], list[StoredEvent]),
+        msgspec.convert([dict(r) for r in steps], list[Transition]),
+    )
+
+
+async def list_anomalies(
+    conn: asyncpg.Connection,
+    *,
+    limit: int,
+    kind: str | None = None,
+    since: datetime | None = None,
+    order_id: str | None = None,
+    cursor: str | None = None,
+) -> tuple[list[AnomalyRecord], str | None]:
+    after_at, after_id = decode_cursor(cursor) if cursor else (None, None)
+    if after_id is not None and not isinstance(after_id, int):
+        raise CursorError("cursor is not one this API issued")
+    rows = await conn.fetch(
+        """select id, kind, order_id, event_id, detail, status, created_at, resolved_at from anomalies
+           where ($1::text is null or kind = $1)
+             and ($2::timestamptz is null or created_at >= $2)
+             and ($3::text is null or order_id = $3)
+             and ($4::timestamptz is null or (created_at, id) > ($4, $5::bigint))
+           order by created_at, id
+           limit $6""",
+        kind,
+        since,
+        order_id,
+        after_at,
+        after_id,
+        limit + 1,
+    )
+    page = msgspec.convert([dict(r) for r in rows[:limit]], list[AnomalyRecord])
+    more = len(rows) > limit
+    return page, encode_cursor(page[-1].created_at, page[-1].id) if more else None
+
+
+async def reference_owner(conn: asyncpg.Connection, provider: str, account: str, reference: str) -> str | None:
+    """The order a gateway reference belongs to, if any."""
+    owner: str | None = await conn.fetchval(
+        "select order_id from order_references where provider = $1 and account = $2 and reference = $3",
+        provider,
+        account,
+        reference,
+    )
+    return owner
+
+
+async def has_provider(conn: asyncpg.Connection, order_id: str, provider: str) -> bool:
+    """Whether the order holds a reference of this gateway (then a claim of its id matches)."""
+    found = await conn.fetchval(
+        "select 1 from order_references where order_id = $1 and provider = $2 limit 1", order_id, provider
+    )
+    return found is not None
