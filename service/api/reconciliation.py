@@ -1,3 +1,195 @@
-"""reconciliation routes (being built)."""
+"""Reconciliation runs for ops: start one, list them, read one and its findings, export CSV (DESIGN.md §5).
 
-routes: list[object] = []
+The API never runs a reconciliation itself: it creates the run row and enqueues the job by its
+name (`service.jobs.RECONCILE_JOB`), so `service` does not import `reconciler`. A worker leads
+the run; until then it reads `running` with no counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, get, post
+from litestar.params import FromPath, FromQuery, RawBody
+from litestar.response import Response, Stream
+
+from service import runs
+from service.auth import requires
+from service.jobs import RECONCILE_JOB
+from service.problems import InvalidRequestError, NotFoundError, ProblemError
+from service.runs import Finding, FindingKind, ReconcileRun, RunParams, RunStatus, Trigger
+
+Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
+CSV = "text/csv"
+
+
+class StartRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The optional body of `POST /v1/reconciliation/runs`."""
+
+    provider: str | None = None  # only orders with a reference at this gateway
+    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # orders created since; ignores backoff
+    dry_run: bool = False  # record findings, change no order
+
+
+class RunPage(msgspec.Struct, frozen=True):
+    items: list[ReconcileRun]
+    next_cursor: str | None
+
+
+class FindingPage(msgspec.Struct, frozen=True):
+    items: list[Finding]
+    next_cursor: str | None
+
+
+class UnavailableError(ProblemError):
+    status_code, slug, title = 503, "unavailable", "Service unavailable"
+
+
+def _cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidRequestError(f"cursor {value[:40]!r} is not one this API gave out", field="cursor")
+    return int(value)
+
+
+def _wants_csv(request: Request[Any, Any, Any]) -> bool:
+    return request.accept.best_match(["application/json", CSV], default="application/json") == CSV
+
+
+def _csv(rows: AsyncIterator[str], filename: str) -> Stream:
+    return Stream(
+        rows,
+        media_type=f"{CSV}; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@post(
+    "/v1/reconciliation/runs",
+    status_code=202,
+    guards=[requires("recon:run")],
+    operation_id="startReconciliationRun",
+    tags=["reconciliation"],
+)
+async def start_run(request: Request[Any, Any, Any], body: RawBody) -> Response[ReconcileRun]:
+    """Start a run now: 202 with the run; a worker leads it. Body (optional): provider, since, dry_run."""
+    try:
+        wanted = msgspec.json.decode(body, type=StartRun) if body.strip() else StartRun()
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidRequestError(f"invalid run request: {exc}") from None
+    configured = sorted(request.app.state.gateways)
+    if wanted.provider is not None and wanted.provider not in configured:
+        raise InvalidRequestError(
+            f"gateway {wanted.provider!r} is not configured (configured: {', '.join(configured) or 'none'})",
+            field="provider",
+        )
+    pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        run = await runs.create_run(
+            conn,
+            trigger=Trigger.API,
+            params=RunParams(provider=wanted.provider, since=wanted.since),
+            dry_run=wanted.dry_run,
+        )
+    assert run is not None  # no slot: never a conflict
+    try:
+        await request.app.state.redis.enqueue_job(RECONCILE_JOB, run.id, _job_id=f"reconcile:run:{run.id}")
+    except Exception as exc:  # Redis down: say so, and do not leave a run nobody will lead
+        async with pool.acquire() as conn:
+            await runs.finish_run(conn, run.id, RunStatus.FAILED, {}, error=f"could not enqueue: {exc}")
+        raise UnavailableError("the job queue (Redis) is unreachable; try again") from None
+    return Response(run, status_code=202, headers={"location": f"/v1/reconciliation/runs/{run.id}"})
+
+
+@get(
+    "/v1/reconciliation/runs",
+    guards=[requires("recon:read")],
+    operation_id="listReconciliationRuns",
+    tags=["reconciliation"],
+)
+async def list_runs(
+    request: Request[Any, Any, Any], limit: FromQuery[Limit] = 50, cursor: FromQuery[str | None] = None
+) -> Response[Any]:
+    """Runs, newest first, with keyset pagination (`next_cursor`); `Accept: text/csv` exports them all."""
+    pool = request.app.state.pool
+    before = _cursor(cursor)
+    if _wants_csv(request):
+
+        async def rows() -> AsyncIterator[str]:
+            yield runs.csv_line(runs.RUN_CSV_HEADER)
+            after = before
+            while True:
+                async with pool.acquire() as conn:
+                    page = await runs.list_runs(conn, before_id=after, limit=500)
+                for run in page:
+                    yield runs.csv_line(runs.run_csv_values(run))
+                if len(page) < 500:
+                    return
+                after = page[-1].id
+
+        return _csv(rows(), "reconciliation-runs.csv")
+    async with pool.acquire() as conn:
+        page = await runs.list_runs(conn, before_id=before, limit=limit + 1)
+    more = len(page) > limit
+    items = page[:limit]
+    return Response(RunPage(items=items, next_cursor=str(items[-1].id) if more else None))
+
+
+async def _run_or_404(request: Request[Any, Any, Any], run_id: int) -> ReconcileRun:
+    async with request.app.state.pool.acquire() as conn:
+        run = await runs.get_run(conn, run_id)
+    if run is None:
+        raise NotFoundError(f"no reconciliation run {run_id}")
+    return run
+
+
+@get(
+    "/v1/reconciliation/runs/{run_id:int}",
+    guards=[requires("recon:read")],
+    operation_id="getReconciliationRun",
+    tags=["reconciliation"],
+)
+async def get_run(request: Request[Any, Any, Any], run_id: FromPath[int]) -> ReconcileRun:
+    """One run: parameters, status, timing and counts per gateway and finding kind."""
+    return await _run_or_404(request, run_id)
+
+
+@get(
+    "/v1/reconciliation/runs/{run_id:int}/findings",
+    guards=[requires("recon:read")],
+    operation_id="listReconciliationFindings",
+    tags=["reconciliation"],
+)
+async def list_findings(
+    request: Request[Any, Any, Any],
+    run_id: FromPath[int],
+    kind: FromQuery[FindingKind | None] = None,
+    limit: FromQuery[Limit] = 100,
+    cursor: FromQuery[str | None] = None,
+) -> Response[Any]:
+    """A run's findings in order, optionally of one kind; `Accept: text/csv` exports them all."""
+    await _run_or_404(request, run_id)
+    pool = request.app.state.pool
+    after = _cursor(cursor)
+    if _wants_csv(request):
+
+        async def rows() -> AsyncIterator[str]:
+            yield runs.csv_line(runs.FINDING_CSV_HEADER)
+            async for finding in runs.iter_findings(pool, run_id, kind=kind):
+                if after is None or finding.id > after:
+                    yield runs.csv_line(runs.finding_csv_values(finding))
+
+        suffix = f"-{kind.value}" if kind else ""
+        return _csv(rows(), f"run-{run_id}-findings{suffix}.csv")
+    async with pool.acquire() as conn:
+        page = await runs.list_findings(conn, run_id, kind=kind, after_id=after, limit=limit + 1)
+    more = len(page) > limit
+    items = page[:limit]
+    return Response(FindingPage(items=items, next_cursor=str(items[-1].id) if more else None))
+
+
+routes = [start_run, list_runs, get_run, list_findings]

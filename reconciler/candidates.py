@@ -1,0 +1,205 @@
+"""Claiming a run's candidates: `order_checks` leases taken with FOR UPDATE SKIP LOCKED (DESIGN.md §6 step 1).
+
+`order_checks` is the reconciler's own scheduling state (the API never reads it), kept apart
+from `orders` so the ledger stays the only writer of orders. A claim is one short transaction;
+the gateway is asked after it commits, so no lock is ever held across an HTTP call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+
+class CandidateReference(msgspec.Struct, frozen=True, kw_only=True):
+    provider: str
+    account: str
+    reference: str
+    provider_data: dict[str, Any] = {}
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """A claimed order as the status query needs it (read after the claim committed: no lock held)."""
+
+    id: str
+    amount: int
+    currency: str
+    provider: str
+    account: str
+    reference: str  # the order's current attempt
+    status: str
+    provider_payment_id: str | None
+    created_at: datetime
+    references: list[CandidateReference]
+
+
+# --- claiming candidates (order_checks) -----------------------------------------------------------
+
+# Open orders past the grace period and inside the horizon, plus every order with an open anomaly;
+# only orders holding a reference at a gateway this run can ask. `failed` is open too: it is the
+# retry cycle of DESIGN.md §3 (the customer's next attempt may succeed). A sweep (`since` given)
+# is an audit: every order created since then, whatever its status (paid ones included: that is
+# how a ledger-paid order the gateway does not confirm, or a refund no webhook announced, is found).
+# Parameters shared by every statement: $1 grace s, $2 horizon s, $3 since, $4 gateways.
+OPEN_STATUSES = ("pending", "processing", "authorized", "failed")
+_CANDIDATES = f"""
+    cand as (
+        select o.id from orders o
+        where $3::timestamptz is null
+          and o.status in ({", ".join(f"'{s}'" for s in OPEN_STATUSES)})
+          and o.created_at <= now() - make_interval(secs => $1)
+          and o.created_at >= now() - make_interval(secs => $2)
+        union
+        select o.id from orders o
+        where o.created_at >= $3::timestamptz and o.created_at <= now() - make_interval(secs => $1)
+        union
+        select a.order_id from anomalies a
+        join orders o on o.id = a.order_id
+        where a.status = 'open' and ($3::timestamptz is null or o.created_at >= $3::timestamptz)
+    ),
+    askable as (
+        select cand.id from cand
+        where exists (select 1 from order_references r where r.order_id = cand.id and r.provider = any($4::text[]))
+    )"""
+
+# The first check of an order has no row yet: create rows (a batch at a time) so they can be locked.
+# $5 batch
+_ENSURE_ROWS = f"""
+    with {_CANDIDATES}
+    insert into order_checks (order_id)
+    select askable.id from askable
+    where not exists (select 1 from order_checks c where c.order_id = askable.id)
+    limit $5
+    on conflict (order_id) do nothing"""
+
+# SKIP LOCKED: concurrent claimers of one run take disjoint rows without waiting. The lease names
+# the run, so a row is never claimed twice by one run (even after its lease is released), and is
+# left alone by other runs until it is released or expires. A live run backs the order off
+# (2 m, 5 m, 15 m, 1 h, 6 h); a dry run or a `since` sweep changes no schedule and ignores it.
+# $5 batch, $6 run, $7 lease s, $8 dry run
+_CLAIM = f"""
+    with {_CANDIDATES},
+    picked as (
+        select c.order_id from order_checks c
+        join askable on askable.id = c.order_id
+        where ($3::timestamptz is not null or c.next_check_at <= now())
+          and c.lease_run_id is distinct from $6
+          and (c.lease_until is null or c.lease_until < now())
+        order by c.next_check_at, c.order_id
+        limit $5
+        for update of c skip locked
+    )
+    update order_checks c
+    set lease_run_id = $6, lease_until = now() + make_interval(secs => $7),
+        attempts = case when $8 then c.attempts else c.attempts + 1 end,
+        next_check_at = case when $8 then c.next_check_at
+            else now() + make_interval(secs => (array[120, 300, 900, 3600, 21600])[least(c.attempts + 1, 5)]) end
+    from picked where c.order_id = picked.order_id
+    returning c.order_id"""
+
+# $5 run
+_COUNT_DUE = f"""
+    with {_CANDIDATES}
+    select count(*) from askable left join order_checks c on c.order_id = askable.id
+    where ($3::timestamptz is not null or c.next_check_at is null or c.next_check_at <= now())
+      and (c.lease_until is null or c.lease_until < now())
+      and (c.order_id is null or c.lease_run_id is distinct from $5)"""
+
+
+class ClaimRule(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: int
+    grace: float  # seconds
+    horizon: float  # seconds
+    since: datetime | None
+    gateways: list[str]
+    batch: int
+    lease: float  # seconds
+    dry_run: bool
+
+    def _shared(self) -> tuple[object, ...]:
+        return (self.grace, self.horizon, self.since, self.gateways)
+
+    def ensure_args(self) -> tuple[object, ...]:
+        return (*self._shared(), self.batch)
+
+    def claim_args(self) -> tuple[object, ...]:
+        return (*self._shared(), self.batch, self.run_id, self.lease, self.dry_run)
+
+    def count_args(self) -> tuple[object, ...]:
+        return (*self._shared(), self.run_id)
+
+
+async def count_due(conn: asyncpg.Connection, rule: ClaimRule) -> int:
+    """How many orders a run would check now (a progress bar's total; claims may differ slightly)."""
+    return int(await conn.fetchval(_COUNT_DUE, *rule.count_args()))
+
+
+async def claim(pool: asyncpg.Pool, rule: ClaimRule) -> list[Candidate]:
+    """Lease a batch of due candidates to the run in one short transaction; read them after it commits."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute(_ENSURE_ROWS, *rule.ensure_args())
+            ids = [r["order_id"] for r in await conn.fetch(_CLAIM, *rule.claim_args())]
+        if not ids:
+            return []
+        records = await conn.fetch(
+            """select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.status, o.provider_payment_id,
+                      o.created_at,
+                      coalesce((select jsonb_agg(jsonb_build_object('provider', r.provider, 'account', r.account,
+                                    'reference', r.reference, 'provider_data', r.provider_data) order by r.added_at)
+                                from order_references r where r.order_id = o.id), '[]') as references
+               from orders o where o.id = any($1::text[]) order by o.id""",
+            ids,
+        )
+    return msgspec.convert([dict(r) for r in records], list[Candidate], strict=False)
+
+
+async def release(conn: asyncpg.Connection, run_id: int, order_id: str, *, failed: bool, dry_run: bool) -> None:
+    """End the lease (the row keeps naming the run: it is not claimed again by it).
+
+    A failed query taught us nothing, so a live run undoes that claim's backoff step and asks
+    again soon: a gateway outage must not push its orders out to hours.
+    """
+    await conn.execute(
+        """update order_checks set lease_until = null, last_checked_at = now(),
+               attempts = case when $3 then greatest(attempts - 1, 0) else attempts end,
+               next_check_at = case when $3 then least(next_check_at, now() + interval '2 minutes')
+                   else next_check_at end
+           where order_id = $2 and lease_run_id = $1""",
+        run_id,
+        order_id,
+        failed and not dry_run,
+    )
+
+
+async def live_leases(conn: asyncpg.Connection, run_id: int) -> int:
+    """Orders of the run some worker still holds (claimed, no finding yet, lease not expired)."""
+    return int(
+        await conn.fetchval(
+            "select count(*) from order_checks where lease_run_id = $1 and lease_until > now()",
+            run_id,
+        )
+    )
+
+
+async def order_status(conn: asyncpg.Connection, order_id: str) -> str | None:
+    return await conn.fetchval("select status from orders where id = $1", order_id)
+
+
+async def stream(
+    pool: asyncpg.Pool,
+    rule: ClaimRule,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+) -> AsyncIterator[Candidate]:
+    """Claimed candidates, a batch at a time until none is due: memory holds one batch, not the run."""
+    while not stop():
+        batch = await claim(pool, rule)
+        if not batch:
+            return
+        for candidate in batch:
+            yield candidate

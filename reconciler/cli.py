@@ -1,0 +1,157 @@
+"""`payrecon worker`, `payrecon reconcile` and `payrecon report` (registered through `payrecon.commands`).
+
+Like `payrecon migrate`, each works with the embedded servers when no URLs are set. Gateway
+accounts come from PAYRECON_GATEWAYS.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import click
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from providers.base import GatewayAdapter
+from reconciler import report as reports
+from reconciler.run import RunEnv, count_due, execute
+from service import db, embedded, migrate, runs
+from service.cli import CliError, get_settings, run_async
+from service.gateways import load_gateways
+from service.runs import FindingKind, RunParams, RunStatus, Trigger
+from service.settings import Settings, SettingsError
+
+
+def gateways_of(settings: Settings) -> dict[str, GatewayAdapter]:
+    try:
+        return load_gateways(settings.gateways)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+
+
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    """`--since`: an ISO 8601 time (UTC when no offset is given) or a duration back from now (`90m`, `2d`)."""
+    if value is None:
+        return None
+    text = value.strip()
+    match = _DURATION.match(text)
+    if match:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither an ISO 8601 time nor a duration like 90m or 2d") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@asynccontextmanager
+async def opened_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    assert settings.database_url is not None
+    pool = await db.create_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
+    try:
+        async with pool.acquire() as conn:
+            missing = await migrate.pending(conn)
+        if missing:
+            raise CliError(f"database schema is behind (missing {', '.join(missing)}); run `payrecon migrate` first")
+        yield pool
+    finally:
+        await pool.close()
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Run the queued jobs, then exit (no cron).")
+def worker(burst: bool) -> None:
+    """Run the reconciliation worker: a run every PAYRECON_RECONCILE_EVERY seconds, and API-requested runs."""
+    from reconciler.worker import create_worker
+
+    settings = get_settings()
+    gateways_of(settings)  # a bad gateways file fails here, in one line, not in the worker
+    with embedded.resolved(settings) as s:
+
+        async def main() -> None:
+            w = create_worker(s, burst=burst, schedule=not burst)
+            try:
+                await w.main()
+            finally:
+                await w.close()
+
+        run_async(main)
+
+
+@click.command()
+@click.option("--provider", help="Only orders with a reference at this gateway (stripe, momo, vnpay…).")
+@click.option("--since", help="Only orders created since: ISO time or a duration (90m, 2d); ignores backoff.")
+@click.option("--dry-run", is_flag=True, help="Record findings, change no order.")
+def reconcile(provider: str | None, since: str | None, dry_run: bool) -> None:
+    """Run one reconciliation now, with a live progress bar and a summary at the end."""
+    settings = get_settings()
+    gateways = gateways_of(settings)
+    if not gateways:
+        raise CliError("no gateway accounts: set PAYRECON_GATEWAYS to a TOML file of [[stripe]]/[[momo]]/[[vnpay]]")
+    if provider is not None and provider not in gateways:
+        raise CliError(f"gateway {provider!r} is not configured (configured: {', '.join(sorted(gateways))})")
+    params = RunParams(provider=provider, since=parse_since(since))
+    console = Console()
+    with embedded.resolved(settings) as s:
+
+        async def main() -> RunStatus:
+            async with opened_pool(s) as pool, httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
+                env = RunEnv(pool=pool, gateways=gateways, http=http, settings=s)
+                async with pool.acquire() as conn:
+                    run = await runs.create_run(conn, trigger=Trigger.CLI, params=params, dry_run=dry_run)
+                assert run is not None
+                total = await count_due(env, run)
+                with Progress(
+                    TextColumn(f"run {run.id}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.description}"),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
+                ) as bar:
+                    task = bar.add_task("", total=total)
+                    seen = dict.fromkeys((k.value for k in FindingKind), 0)
+
+                    def progress(kind: FindingKind, gateway: str) -> None:
+                        seen[kind.value] += 1
+                        text = ", ".join(f"{n} {k}" for k, n in seen.items() if n)
+                        bar.update(task, advance=1, description=text, total=max(total, sum(seen.values())))
+
+                    ended = await execute(env, run, lead=True, progress=progress)
+                assert ended is not None
+                await reports.render_table(pool, ended, console)
+                return ended.status
+
+        status = run_async(main)
+    if status is not RunStatus.COMPLETED:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def report(run_id: int | None, fmt: str) -> None:
+    """Print a run's report (the latest run when no RUN_ID is given)."""
+    settings = get_settings()
+    with embedded.resolved(settings) as s:
+
+        async def main() -> None:
+            async with opened_pool(s) as pool:
+                async with pool.acquire() as conn:
+                    run = await (runs.latest_run(conn) if run_id is None else runs.get_run(conn, run_id))
+                if run is None:
+                    raise CliError("no reconciliation run yet" if run_id is None else f"no run {run_id}")
+                await reports.render(pool, run, fmt, sys.stdout)
+
+        run_async(main)

@@ -1,0 +1,309 @@
+"""Reconciliation runs, their findings and the reconciler's scheduling state: the SQL (DESIGN.md §6).
+
+It lives in `service` because the REST API reads runs and findings and `service` never imports
+`reconciler`; the reconciler calls these functions to claim orders and record what it found.
+Nothing here writes `orders`: the ledger is its only writer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+import msgspec
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"  # every candidate got an answer
+    PARTIAL = "partial"  # some gateway failed: some findings are errors
+    FAILED = "failed"  # the run could not do its job (aborted, or every gateway failed)
+
+
+class Trigger(StrEnum):
+    CRON = "cron"
+    API = "api"
+    CLI = "cli"
+
+
+class FindingKind(StrEnum):
+    IN_SYNC = "in_sync"
+    REPAIRED = "repaired"
+    MISMATCH = "mismatch"  # the gateway says what the ledger will not accept (never auto-reversed)
+    MISSING_AT_GATEWAY = "missing_at_gateway"
+    ERROR = "error"
+
+
+class RunParams(msgspec.Struct, frozen=True, kw_only=True):
+    provider: str | None = None  # only orders with a reference at this gateway
+    since: datetime | None = None  # only orders created since, whatever their backoff
+
+
+class ReconcileRun(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    slot: datetime | None
+    trigger: Trigger
+    status: RunStatus
+    params: RunParams
+    dry_run: bool
+    counts: dict[str, Any]
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    run_id: int
+    order_id: str
+    provider: str
+    account: str
+    kind: FindingKind
+    from_status: str | None
+    to_status: str | None
+    gateway_status: str | None
+    detail: str | None
+    created_at: datetime
+
+
+_RUN_COLUMNS = "id, slot, trigger, status, params, dry_run, counts, error, started_at, finished_at"
+_FINDING_COLUMNS = (
+    "id, run_id, order_id, provider, account, kind, from_status, to_status, gateway_status, detail, created_at"
+)
+
+
+def _run(record: asyncpg.Record | None) -> ReconcileRun | None:
+    return None if record is None else msgspec.convert(dict(record), ReconcileRun, strict=False)
+
+
+async def create_run(
+    conn: asyncpg.Connection,
+    *,
+    trigger: Trigger,
+    params: RunParams,
+    dry_run: bool = False,
+    slot: datetime | None = None,
+) -> ReconcileRun | None:
+    """A new `running` run; None when a run for `slot` exists already (N workers, one run per slot)."""
+    record = await conn.fetchrow(
+        f"""insert into reconcile_runs (slot, trigger, params, dry_run) values ($1, $2, $3, $4)
+            on conflict (slot) do nothing returning {_RUN_COLUMNS}""",
+        slot,
+        trigger.value,
+        msgspec.to_builtins(params),
+        dry_run,
+    )
+    return _run(record)
+
+
+async def get_run(conn: asyncpg.Connection, run_id: int) -> ReconcileRun | None:
+    return _run(await conn.fetchrow(f"select {_RUN_COLUMNS} from reconcile_runs where id = $1", run_id))
+
+
+async def run_of_slot(conn: asyncpg.Connection, slot: datetime) -> ReconcileRun | None:
+    return _run(await conn.fetchrow(f"select {_RUN_COLUMNS} from reconcile_runs where slot = $1", slot))
+
+
+async def latest_run(conn: asyncpg.Connection) -> ReconcileRun | None:
+    return _run(await conn.fetchrow(f"select {_RUN_COLUMNS} from reconcile_runs order by id desc limit 1"))
+
+
+async def list_runs(conn: asyncpg.Connection, *, before_id: int | None, limit: int) -> list[ReconcileRun]:
+    """Newest first; keyset on id (ids grow with start time)."""
+    records = await conn.fetch(
+        f"""select {_RUN_COLUMNS} from reconcile_runs where ($1::bigint is null or id < $1)
+            order by id desc limit $2""",
+        before_id,
+        limit,
+    )
+    return [run for run in map(_run, records) if run is not None]
+
+
+async def finish_run(
+    conn: asyncpg.Connection, run_id: int, status: RunStatus, counts: dict[str, Any], error: str | None = None
+) -> ReconcileRun | None:
+    """End a running run once; None when it had ended already."""
+    return _run(
+        await conn.fetchrow(
+            f"""update reconcile_runs set status = $2, counts = $3, error = $4, finished_at = now()
+                where id = $1 and status = 'running' returning {_RUN_COLUMNS}""",
+            run_id,
+            status.value,
+            counts,
+            error,
+        )
+    )
+
+
+async def fail_abandoned(conn: asyncpg.Connection, older_than: float) -> list[int]:
+    """Fail runs nobody is finishing: running for long, no live lease (their workers died)."""
+    records = await conn.fetch(
+        """update reconcile_runs r set status = 'failed', finished_at = now(),
+               error = 'abandoned: no worker finished it (worker stopped or lost)'
+           where r.status = 'running' and r.started_at < now() - make_interval(secs => $1)
+             and not exists (select 1 from order_checks c where c.lease_run_id = r.id and c.lease_until > now())
+           returning r.id""",
+        older_than,
+    )
+    return [r["id"] for r in records]
+
+
+async def finding_counts(conn: asyncpg.Connection, run_id: int) -> list[tuple[str, str, int]]:
+    """(gateway, kind, count) of a run's findings."""
+    records = await conn.fetch(
+        "select provider, kind, count(*) as n from reconcile_findings where run_id = $1 group by 1, 2 order by 1, 2",
+        run_id,
+    )
+    return [(r["provider"], r["kind"], r["n"]) for r in records]
+
+
+async def list_findings(
+    conn: asyncpg.Connection, run_id: int, *, kind: FindingKind | None, after_id: int | None, limit: int
+) -> list[Finding]:
+    records = await conn.fetch(
+        f"""select {_FINDING_COLUMNS} from reconcile_findings
+            where run_id = $1 and ($2::text is null or kind = $2) and ($3::bigint is null or id > $3)
+            order by id limit $4""",
+        run_id,
+        None if kind is None else kind.value,
+        after_id,
+        limit,
+    )
+    return msgspec.convert([dict(r) for r in records], list[Finding], strict=False)
+
+
+async def iter_findings(
+    pool: asyncpg.Pool, run_id: int, *, kind: FindingKind | None = None, page: int = 500
+) -> AsyncIterator[Finding]:
+    """Every finding of a run in keyset pages: an export's memory does not grow with the run."""
+    after: int | None = None
+    while True:
+        async with pool.acquire() as conn:
+            found = await list_findings(conn, run_id, kind=kind, after_id=after, limit=page)
+        for finding in found:
+            yield finding
+        if len(found) < page:
+            return
+        after = found[-1].id
+
+
+async def record_finding(
+    conn: asyncpg.Connection,
+    run_id: int,
+    *,
+    order_id: str,
+    provider: str,
+    account: str,
+    kind: FindingKind,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    gateway_status: str | None = None,
+    detail: str | None = None,
+) -> bool:
+    """One finding per (run, order): False when the order has one in this run already."""
+    found = await conn.fetchval(
+        """insert into reconcile_findings
+               (run_id, order_id, provider, account, kind, from_status, to_status, gateway_status, detail)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           on conflict (run_id, order_id) do nothing returning id""",
+        run_id,
+        order_id,
+        provider,
+        account,
+        kind.value,
+        from_status,
+        to_status,
+        gateway_status,
+        detail,
+    )
+    return found is not None
+
+
+FINDING_CSV_HEADER = (
+    "run_id",
+    "order_id",
+    "provider",
+    "account",
+    "kind",
+    "from_status",
+    "to_status",
+    "gateway_status",
+    "detail",
+    "created_at",
+)
+RUN_CSV_HEADER = ("id", "trigger", "status", "dry_run", "provider", "since", "started_at", "finished_at", "error")
+
+
+def csv_line(values: Sequence[object]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(["" if v is None else _csv_value(v) for v in values])
+    return buffer.getvalue()
+
+
+def _csv_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # a spreadsheet must not run a gateway's text as a formula
+    return value
+
+
+def finding_csv_values(finding: Finding) -> tuple[object, ...]:
+    f = finding
+    return (
+        f.run_id,
+        f.order_id,
+        f.provider,
+        f.account,
+        f.kind.value,
+        f.from_status,
+        f.to_status,
+        f.gateway_status,
+        f.detail,
+        f.created_at,
+    )
+
+
+def run_csv_values(run: ReconcileRun) -> tuple[object, ...]:
+    p = run.params
+    return (
+        run.id,
+        run.trigger.value,
+        run.status.value,
+        run.dry_run,
+        p.provider,
+        p.since,
+        run.started_at,
+        run.finished_at,
+        run.error,
+    )
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    return csv_line(header) + "".join(csv_line(row) for row in rows)
+
+
+# --- Stripe catch-up cursors ----------------------------------------------------------------------
+
+
+async def get_cursor(conn: asyncpg.Connection, provider: str, account: str) -> int | None:
+    return await conn.fetchval(
+        "select cursor from catch_up_cursors where provider = $1 and account = $2", provider, account
+    )
+
+
+async def save_cursor(conn: asyncpg.Connection, provider: str, account: str, cursor: int) -> None:
+    # greatest(): two runs racing never move the cursor backwards
+    await conn.execute(
+        """insert into catch_up_cursors (provider, account, cursor) values ($1, $2, $3)
+           on conflict (provider, account) do update
+           set cursor = greatest(catch_up_cursors.cursor, excluded.cursor), updated_at = now()""",
+        provider,
+        account,
+        cursor,
+    )
