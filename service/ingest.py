@@ -17,7 +17,8 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import TypeVar
 
 import asyncpg
 from prometheus_client import Counter
@@ -96,12 +97,12 @@ async def ingest(pool: asyncpg.Pool, provider: str, adapter: GatewayAdapter, req
         return _answer(lambda: adapter.acknowledge([]), adapter, provider)
 
     raw = raw_delivery(request)
-    kinds: list[OutcomeKind] = []
+
+    async def apply_all() -> list[OutcomeKind]:
+        return [(await ledger.apply(pool, event, Source.WEBHOOK, raw=raw)).kind for event in events]
+
     try:
-        async with asyncio.timeout(APPLY_BUDGET):
-            for event in events:
-                outcome = await ledger.apply(pool, event, Source.WEBHOOK, raw=raw)
-                kinds.append(outcome.kind)
+        kinds = await within(APPLY_BUDGET, apply_all())
     except UNAVAILABLE_ERRORS as error:  # includes TimeoutError: the budget ran out waiting for PostgreSQL
         WEBHOOKS_UNAVAILABLE.labels(provider).inc()
         log.warning("webhook %s: database unavailable (%s: %s); answering retry-later", provider, _name(error), error)
@@ -171,7 +172,7 @@ async def _note(
         received_at=request.received_at,
     )
     try:
-        await rejections.record(pool, entry, wait=CONNECT_WAIT)
+        await within(CONNECT_WAIT * 2, rejections.record(pool, entry, wait=CONNECT_WAIT))
     except UNAVAILABLE_ERRORS as exc:
         # The gateway still hears its 4xx: a refusal does not depend on our being able to note it.
         log.warning(
@@ -182,6 +183,39 @@ async def _note(
             _name(exc),
             exc,
         )
+
+
+# Database work abandoned at its deadline, still unwinding (see `within`); kept so it is not
+# garbage-collected mid-flight and so its final error is read, not reported as "never retrieved".
+_unwinding: set[asyncio.Task[object]] = set()
+
+T = TypeVar("T")
+
+
+async def within(budget: float, work: Coroutine[object, object, T]) -> T:
+    """Await `work` for at most `budget` seconds, then raise TimeoutError — truly at the deadline.
+
+    A plain `asyncio.timeout` is not enough: cancelling a transaction on a stalled connection
+    runs its ROLLBACK on that same connection, which waits for the driver's command timeout
+    (30 s) while the gateway waits for us. Here the work is cancelled and left to unwind in
+    the background; the webhook is answered now. Whatever the work did or did not commit, the
+    gateway's redelivery settles it: the ledger is idempotent.
+    """
+    task: asyncio.Task[T] = asyncio.ensure_future(work)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), budget)
+    except (TimeoutError, asyncio.CancelledError):
+        if not task.done():
+            task.cancel()
+            _unwinding.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(_unwound)
+        raise
+
+
+def _unwound(task: asyncio.Task[object]) -> None:
+    _unwinding.discard(task)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.info("abandoned database work ended with %s: %s", _name(error), error)
 
 
 def _answer(make: Callable[[], Ack], adapter: GatewayAdapter, provider: str, *, fallback: int = 503) -> Ack:

@@ -24,7 +24,9 @@ from providers.stripe.signing import sign_header
 from providers.stripe.simulator import WRONG_WEBHOOK_SECRET
 from providers.vnpay.signing import signed_query_string
 from providers.vnpay.simulator import WRONG_HASH_SECRET
+from service import ledger
 from service.app import create_app
+from service.model import NewOrder
 from service.settings import Settings
 from tests.gateways import GATEWAYS, adapters_for, sim_api_bases, simulator
 from tests.support import free_port, serve
@@ -103,3 +105,45 @@ def vnpay_webhook(sim: SimulatedGateway, reference: str, *, wrong_key: bool = Fa
     params = sim.ipn_params(sim.transaction(reference))  # type: ignore[attr-defined]
     secret = WRONG_HASH_SECRET if wrong_key else sim.hash_secret  # type: ignore[attr-defined]
     return signed_query_string(params, secret)
+
+
+# --- orders: registered through the ledger, read back from PostgreSQL ---
+
+
+async def register(
+    pool: asyncpg.Pool,
+    order_id: str,
+    *,
+    provider: str,
+    amount: int,
+    currency: str,
+    reference: str | None = None,
+    provider_data: dict[str, Any] | None = None,
+) -> None:
+    new = NewOrder(
+        id=order_id,
+        amount=amount,
+        currency=currency,
+        provider=provider,
+        reference=reference,
+        provider_data=provider_data or {},
+    )
+    await ledger.register_order(pool, new)
+
+
+async def order_row(pool: asyncpg.Pool, order_id: str) -> dict[str, Any]:
+    """The order as stored: status, amounts, gateway id, version."""
+    row = await pool.fetchrow(
+        "select status, amount, currency, refunded_amount, provider_payment_id, version from orders where id = $1",
+        order_id,
+    )
+    assert row is not None, f"order {order_id} is not registered"
+    return dict(row)
+
+
+async def events_of(pool: asyncpg.Pool, provider: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "select dedupe_key, order_id, outcome, status, raw_body, raw_headers from payment_events"
+        " where provider = $1 order by id",
+        provider,
+    )
