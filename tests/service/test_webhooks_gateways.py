@@ -218,3 +218,17 @@ async def test_vnpay_ipn_query_is_stored_raw(app: Running, pool: asyncpg.Pool) -
     assert stored["payload"]["vnp_TxnRef"] == "ord1002"
     assert stored["raw_headers"][":query_string"] == vector["input"]["query_string"]  # byte for byte, as signed
     assert stored["raw_body"] == b""  # a GET has no body
+
+
+async def test_vnpay_ipn_on_the_account_url(app: Running, pool: asyncpg.Pool) -> None:
+    vector = next(v for v in vectors("vnpay", "ipn") if v["id"] == "vnpay-01")
+    await register(pool, "ord1001", provider="vnpay", amount=150_000, currency="VND")
+    query = vector["input"]["query_string"]
+
+    elsewhere = await app.http.get(f"/webhooks/vnpay/shop2?{query}")
+    own = await app.http.get(f"/webhooks/vnpay/default?{query}")
+
+    assert elsewhere.json()["RspCode"] == "99"  # the terminal belongs to another account than the URL names
+    assert own.json()["RspCode"] == "00"
+    rows = await rejected(pool)
+    assert [(r["provider"], r["account"], r["reason"]) for r in rows] == [("vnpay", "shop2", "unknown_account")]
