@@ -1,13 +1,42 @@
-"""API-key authentication and scopes. (Interface fixed; implementation lands with the orders API.)"""
+"""API-key authentication (middleware) and scopes (guards) for the `/v1` API (DESIGN.md §5).
+
+The middleware answers 401 for a missing, unknown or revoked key on every route except the
+public ones below (webhooks authenticate by signature; probes, metrics and the schema are
+open) and handlers marked `exclude_from_auth=True`. A route then names the scope it needs
+with `guards=[requires("orders:read")]`: 403 for a valid key without it.
+"""
 
 from __future__ import annotations
 
 from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import DefineMiddleware
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 from litestar.types import Guard
 
-SCOPES = ("orders:read", "orders:write", "recon:read", "recon:run")
+from service import apikeys
+from service.apikeys import SCOPES, ApiKey
+
+PUBLIC_PATHS = [r"^/webhooks(/|$)", r"^/healthz$", r"^/readyz$", r"^/metrics$", r"^/schema(/|$)"]
+
+# The OpenAPI security requirement of a keyed route (the scheme is declared in service.app).
+SECURITY = [{"bearer": []}]
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="payrecon"'}
+
+
+class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        header = connection.headers.get("authorization")
+        if not header:
+            raise NotAuthorizedException("missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthorizedException("the Authorization header must be: Bearer <key>", headers=_CHALLENGE)
+        key = await apikeys.authenticate(connection.app.state.pool, token.strip())
+        if key is None:
+            raise NotAuthorizedException("invalid or revoked API key", headers=_CHALLENGE)
+        return AuthenticationResult(user=key.name, auth=key)
 
 
 def requires(scope: str) -> Guard:
@@ -16,11 +45,15 @@ def requires(scope: str) -> Guard:
         raise ValueError(f"unknown scope {scope!r}")
 
     async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-        return None
+        key = connection.scope.get("auth")
+        if not isinstance(key, ApiKey):  # a route left out of authentication cannot be scoped
+            raise NotAuthorizedException("missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
+        if not key.allows(scope):
+            raise PermissionDeniedException(f"API key {key.prefix} lacks scope {scope}")
 
     return guard
 
 
 def middleware() -> list[DefineMiddleware]:
     """The API-key authentication middleware for every route not excluded from auth."""
-    return []
+    return [DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS)]

@@ -1,3 +1,61 @@
-"""anomalies routes (being built)."""
+"""Anomalies REST API (DESIGN.md §5): what ops must look at, oldest first, keyset-paginated."""
 
-routes: list[object] = []
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request, get
+from litestar.datastructures import State
+from litestar.params import FromQuery
+
+from service import orders
+from service.api.orders import Limit, as_utc, invalid
+from service.auth import SECURITY, requires
+from service.orders import AnomalyRecord, CursorError
+
+AnomalyKind = Literal[
+    "amount_mismatch",
+    "late_success",
+    "missed_success",
+    "refund_exceeds_payment",
+    "double_payment",
+    "gateway_flag",
+    "ledger_gateway_mismatch",
+]
+
+
+class AnomalyPage(msgspec.Struct, kw_only=True):
+    items: list[AnomalyRecord]
+    next_cursor: str | None  # pass as `cursor` for the next page; null on the last page
+
+
+@get(
+    "/v1/anomalies",
+    guards=[requires("orders:read")],
+    security=SECURITY,
+    operation_id="listAnomalies",
+    tags=["anomalies"],
+)
+async def list_anomalies(
+    request: Request[Any, Any, Any],
+    state: State,
+    kind: FromQuery[AnomalyKind | None] = None,
+    since: FromQuery[datetime | None] = None,
+    order_id: FromQuery[str | None] = None,
+    limit: Limit = 50,
+    cursor: FromQuery[str | None] = None,
+) -> AnomalyPage:
+    """Amount mismatches, late and missed successes, excessive refunds, double payments, gateway flags."""
+    try:
+        async with state.pool.acquire() as conn:
+            items, next_cursor = await orders.list_anomalies(
+                conn, limit=limit, kind=kind, since=as_utc(since), order_id=order_id, cursor=cursor
+            )
+    except CursorError as exc:
+        raise invalid(request, "cursor", str(exc), source="query") from None
+    return AnomalyPage(items=items, next_cursor=next_cursor)
+
+
+routes = [list_anomalies]

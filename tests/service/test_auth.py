@@ -1,0 +1,104 @@
+"""API-key authentication and scopes over real HTTP: 401 without a live key, 403 without the scope."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from litestar.routes import HTTPRoute
+
+from service import apikeys
+from service.app import create_app
+from service.settings import Settings
+from tests.service.test_orders_api import key_for
+from tests.support import serve
+
+
+@pytest.fixture
+async def app_url(settings: Settings) -> AsyncIterator[tuple[str, list[tuple[str, str]]]]:
+    app = create_app(settings, gateways={})
+    v1 = [
+        (method, re.sub(r"\{[^}:]+:([a-z]+)\}", lambda m: "1" if m[1] == "int" else "x", route.path))
+        for route in app.routes
+        if isinstance(route, HTTPRoute) and route.path.startswith("/v1")
+        for method in sorted(route.methods - {"OPTIONS", "HEAD"})
+    ]
+    async with serve(app) as url:
+        yield url, v1
+
+
+async def test_every_v1_route_needs_a_key(app_url: tuple[str, list[tuple[str, str]]]) -> None:
+    url, routes = app_url
+    assert ("POST", "/v1/orders") in routes
+    assert ("GET", "/v1/anomalies") in routes
+    async with httpx.AsyncClient(base_url=url) as client:
+        for method, path in routes:
+            response = await client.request(method, path)
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer prk_00000000_not-a-key",
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "prk_00000000_x",
+        "Bearer " + "x" * 500,
+    ],
+)
+async def test_unknown_or_malformed_keys_are_401(app_url: tuple[str, list[tuple[str, str]]], header: str) -> None:
+    async with httpx.AsyncClient(base_url=app_url[0], headers={"authorization": header}) as client:
+        assert (await client.get("/v1/orders")).status_code == 401
+
+
+async def test_a_key_with_the_right_prefix_and_a_wrong_secret_is_401(
+    app_url: tuple[str, list[tuple[str, str]]], pool: asyncpg.Pool
+) -> None:
+    key = await key_for(pool, "orders:read")
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    async with httpx.AsyncClient(base_url=app_url[0], headers={"authorization": f"Bearer {forged}"}) as client:
+        assert (await client.get("/v1/orders")).status_code == 401
+
+
+async def test_scopes_decide_403(app_url: tuple[str, list[tuple[str, str]]], pool: asyncpg.Pool) -> None:
+    reader = await key_for(pool, "orders:read")
+    recon = await key_for(pool, "recon:read", "recon:run")
+    order = {"id": "o1", "amount": 1, "currency": "VND", "provider": "vnpay"}
+    async with httpx.AsyncClient(base_url=app_url[0]) as client:
+        as_reader = {"authorization": f"Bearer {reader}"}
+        as_recon = {"authorization": f"Bearer {recon}"}
+        assert (await client.get("/v1/orders", headers=as_reader)).status_code == 200
+        assert (await client.get("/v1/anomalies", headers=as_reader)).status_code == 200
+        denied = await client.post("/v1/orders", json=order, headers=as_reader)
+        assert denied.status_code == 403
+        assert denied.headers["content-type"].startswith("application/problem+json")
+        assert "orders:write" in denied.text
+        assert (await client.get("/v1/orders", headers=as_recon)).status_code == 403
+        # scope is checked before the body: a forbidden caller learns nothing about validation
+        assert (await client.post("/v1/orders", content=b"junk", headers=as_reader)).status_code == 403
+
+
+async def test_revoked_key_stops_working_at_once(
+    app_url: tuple[str, list[tuple[str, str]]], pool: asyncpg.Pool
+) -> None:
+    key = await key_for(pool, "orders:read")
+    async with httpx.AsyncClient(base_url=app_url[0], headers={"authorization": f"Bearer {key}"}) as client:
+        assert (await client.get("/v1/orders")).status_code == 200
+        async with pool.acquire() as conn:
+            await apikeys.revoke(conn, key[:12])
+        assert (await client.get("/v1/orders")).status_code == 401
+
+
+async def test_public_routes_need_no_key(app_url: tuple[str, list[tuple[str, str]]]) -> None:
+    async with httpx.AsyncClient(base_url=app_url[0]) as client:
+        for path in ("/healthz", "/readyz", "/metrics", "/schema/openapi.json"):
+            response = await client.get(path)
+            assert response.status_code == 200, (path, response.text)
+        webhook = await client.post("/webhooks/nope", content=b"{}")
+        assert webhook.status_code != 401
