@@ -26,7 +26,7 @@ class PayloadTooLargeError(ProblemError):
     status_code, slug, title = 413, "payload-too-large", "Payload too large"
 
 
-class TooLarge(Exception):
+class _OversizedError(Exception):
     """Raised by `_read_body` once the body passes the limit; carries what was read."""
 
     def __init__(self, prefix: bytes, size: int, announced: bool) -> None:
@@ -57,7 +57,7 @@ async def _deliver(request: Request, provider: str, account: str | None) -> Resp
 
     try:
         body = await _read_body(request, limit)
-    except TooLarge as big:
+    except _OversizedError as big:
         delivery = _webhook_request(request, big.prefix, account, received_at)
         how = "announces" if big.announced else "is at least"
         error = ingest.BodyTooLargeError(
@@ -73,7 +73,7 @@ async def _deliver(request: Request, provider: str, account: str | None) -> Resp
     delivery = _webhook_request(request, body, account, received_at)
     if adapter is None:
         error = ingest.UnknownProviderError(
-            f"no gateway {provider[:64]!r} is configured (configured: {', '.join(sorted(gateways)) or 'none'})"
+            f"no gateway {provider[:64]!r} is configured here; check the webhook URL registered with the gateway"
         )
         await ingest.note_refusal(pool, provider, delivery, error, known_provider=False)
         raise NotFoundError(str(error))
@@ -84,7 +84,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The body, read straight off the ASGI channel so an oversized one is never buffered whole."""
     announced = request.headers.get("content-length")
     if announced is not None and announced.isdigit() and int(announced) > limit:
-        raise TooLarge(b"", int(announced), announced=True)
+        raise _OversizedError(b"", int(announced), announced=True)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -95,7 +95,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            raise TooLarge(b"".join(chunks)[: limit + 1], size, announced=False)
+            raise _OversizedError(b"".join(chunks)[: limit + 1], size, announced=False)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)

@@ -103,6 +103,8 @@ async def test_database_down_then_back_lands_each_webhook_once(outage: Outage, p
     forged = await app.http.post("/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": "t=1,v1=ab"})
     assert forged.status_code == 400  # a refusal stays a refusal even when its row cannot be written
     assert {name: unavailable(name) - before[name] for name in before} == {"stripe": 1, "momo": 1, "vnpay": 1}
+    metrics = (await app.http.get("/metrics")).text  # served without the database
+    assert 'payrecon_webhooks_unavailable_total{provider="vnpay"}' in metrics
     for order_id in ("ord_s", "ord_m", "ord_v"):
         assert (await order_row(pool, order_id))["status"] == "pending"  # nothing acknowledged, nothing stored
 
