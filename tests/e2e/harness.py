@@ -24,7 +24,7 @@ from providers.stripe.signing import sign_header
 from providers.stripe.simulator import WRONG_WEBHOOK_SECRET
 from providers.vnpay.signing import signed_query_string
 from providers.vnpay.simulator import WRONG_HASH_SECRET
-from service import ledger
+from service import apikeys, ledger
 from service.app import create_app
 from service.model import NewOrder
 from service.settings import Settings
@@ -39,7 +39,8 @@ VECTORS: list[dict[str, Any]] = json.loads(
 class Running(msgspec.Struct, kw_only=True):
     app: Litestar
     base_url: str
-    http: httpx.AsyncClient  # talks to the app
+    http: httpx.AsyncClient  # talks to the app as a gateway does: no credentials
+    api: httpx.AsyncClient  # talks to the REST API with an `orders:read` key
     sims: dict[str, SimulatedGateway]
 
 
@@ -59,7 +60,11 @@ async def running(settings: Settings, *, deliver: bool = False, faults: Faults |
     app = create_app(settings, gateways=adapters_for(sims, sim_api_bases()))
     try:
         async with serve(app, port=port), httpx.AsyncClient(base_url=base, timeout=30.0) as http:
-            yield Running(app=app, base_url=base, http=http, sims=sims)
+            async with app.state.pool.acquire() as conn:
+                key = await apikeys.create(conn, "webhook-tests", ["orders:read"])
+            headers = {"Authorization": f"Bearer {key.key}"}
+            async with httpx.AsyncClient(base_url=base, timeout=30.0, headers=headers) as api:
+                yield Running(app=app, base_url=base, http=http, api=api, sims=sims)
     finally:
         for sim in sims.values():
             await sim.dispatcher.aclose()
@@ -107,7 +112,7 @@ def vnpay_webhook(sim: SimulatedGateway, reference: str, *, wrong_key: bool = Fa
     return signed_query_string(params, secret)
 
 
-# --- orders: registered through the ledger, read back from PostgreSQL ---
+# --- orders: registered through the ledger, read back through the REST API or PostgreSQL ---
 
 
 async def register(
@@ -131,8 +136,16 @@ async def register(
     await ledger.register_order(pool, new)
 
 
+async def order_json(app: Running, order_id: str) -> dict[str, Any]:
+    """The order as the REST API shows it (GET /v1/orders/{id})."""
+    response = await app.api.get(f"/v1/orders/{order_id}")
+    assert response.status_code == 200, response.text
+    order: dict[str, Any] = response.json()
+    return order
+
+
 async def order_row(pool: asyncpg.Pool, order_id: str) -> dict[str, Any]:
-    """The order as stored: status, amounts, gateway id, version."""
+    """The order as stored, read straight from PostgreSQL (works while the app's database is cut off)."""
     row = await pool.fetchrow(
         "select status, amount, currency, refunded_amount, provider_payment_id, version from orders where id = $1",
         order_id,

@@ -16,7 +16,7 @@ import pytest
 from providers.base import PaymentStatus
 from providers.simkit import Faults
 from service.settings import Settings
-from tests.e2e.harness import Running, order_row, register, rejected, running
+from tests.e2e.harness import Running, order_json, register, rejected, running
 
 S = PaymentStatus
 FAULTS = Faults(duplicate_rate=0.5, max_delay=0.05, seed=20261124)
@@ -75,10 +75,10 @@ async def test_simulator_webhooks_drive_orders_to_their_final_state(
 
     await sim.dispatcher.drain()
 
-    finals = {order_id: (await order_row(pool, order_id))["status"] for order_id in story}
+    finals = {order_id: (await order_json(app, order_id))["status"] for order_id in story}
     assert finals == {order_id: str(final) for order_id, (*_, final) in story.items()}
     if gateway == "stripe":
-        assert (await order_row(pool, "st_refunded"))["refunded_amount"] == 50_000
+        assert (await order_json(app, "st_refunded"))["refunded_amount"] == 50_000
     deliveries = sim.dispatcher.deliveries
     assert deliveries, "the simulator delivered nothing"
     assert all(d.accepted for d in deliveries), [d for d in deliveries if not d.accepted]

@@ -1,4 +1,7 @@
-"""Each gateway's webhooks, built exactly as the gateway builds them, through real HTTP into PostgreSQL."""
+"""Each gateway's webhooks, built exactly as the gateway builds them, through real HTTP into PostgreSQL.
+
+Orders are registered through the ledger and read back through `GET /v1/orders/{id}`.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from tests.e2e.harness import (
     Running,
     events_of,
     momo_webhook,
-    order_row,
+    order_json,
     register,
     rejected,
     running,
@@ -50,8 +53,9 @@ async def test_stripe_payment_and_refund_land_in_the_ledger(app: Running, pool: 
     again = await app.http.post("/webhooks/stripe/default", content=body, headers=headers)  # a redelivery
 
     assert (first.status_code, again.status_code) == (200, 200)
-    order = await order_row(pool, "ord_s1")
+    order = await order_json(app, "ord_s1")
     assert (order["status"], order["provider_payment_id"], order["version"]) == ("succeeded", payment.reference, 2)
+    assert (order["amount"], order["currency"]) == (2500, "USD")
     stored = await events_of(pool, "stripe")
     assert len(stored) == 1  # the redelivery was a duplicate
     assert stored[0]["raw_body"] == body  # the exact bytes the signature covers, for re-parsing
@@ -62,7 +66,7 @@ async def test_stripe_payment_and_refund_land_in_the_ledger(app: Running, pool: 
     refunded = await app.http.post("/webhooks/stripe", content=body, headers=headers)
 
     assert refunded.status_code == 200
-    order = await order_row(pool, "ord_s1")
+    order = await order_json(app, "ord_s1")
     assert (order["status"], order["refunded_amount"]) == ("partially_refunded", 1000)
     assert await rejected(pool) == []
 
@@ -78,7 +82,7 @@ async def test_stripe_metadata_order_id_finds_the_order(app: Running, pool: asyn
     response = await app.http.post("/webhooks/stripe", content=body, headers=headers)
 
     assert response.status_code == 200
-    assert (await order_row(pool, "ord_s2"))["status"] == "processing"
+    assert (await order_json(app, "ord_s2"))["status"] == "processing"
 
 
 async def test_stripe_untracked_event_type_is_acknowledged_and_counted(app: Running, pool: asyncpg.Pool) -> None:
@@ -111,7 +115,7 @@ async def test_momo_ipn_lands_and_redelivery_is_a_duplicate(app: Running, pool: 
 
     assert (first.status_code, first.content) == (204, b"")
     assert again.status_code == 204
-    order = await order_row(pool, "ord_m1")
+    order = await order_json(app, "ord_m1")
     assert order["status"] == "succeeded"
     assert order["provider_payment_id"] is not None
     assert len(await events_of(pool, "momo")) == 1
@@ -135,7 +139,7 @@ async def test_momo_vectors_through_http(app: Running, pool: asyncpg.Pool, vecto
         assert response.status_code == 204  # this body is signed with *our* key, so it verifies for us
     elif vector["valid"]:
         assert response.status_code == vector["ack"]["status"]
-        assert (await order_row(pool, order_id))["status"] == expected["status"]
+        assert (await order_json(app, order_id))["status"] == expected["status"]
     else:
         assert response.status_code == 400
         assert [row["reason"] for row in await rejected(pool)] == ["signature"]
@@ -165,7 +169,7 @@ async def test_vnpay_answers_each_ledger_outcome(app: Running, pool: asyncpg.Poo
     assert await ipn(app, success) == "02"
     # 02 for news older than the order's state (stale): the earlier failure arrives late
     assert await ipn(app, failed_first) == "02"
-    assert (await order_row(pool, "ord_v1"))["status"] == "succeeded"
+    assert (await order_json(app, "ord_v1"))["status"] == "succeeded"
 
     # 01: VNPay knows a payment we have no order for (kept in quarantine)
     sim.create_payment(order_id="ord_v_unknown", amount=20_000, currency="VND")
@@ -177,7 +181,7 @@ async def test_vnpay_answers_each_ledger_outcome(app: Running, pool: asyncpg.Poo
     await register(pool, "ord_v4", provider="vnpay", amount=100_000, currency="VND")
     sim.set_status("ord_v4", PaymentStatus.SUCCEEDED)
     assert await ipn(app, vnpay_webhook(sim, "ord_v4")) == "04"
-    assert (await order_row(pool, "ord_v4"))["status"] == "pending"
+    assert (await order_json(app, "ord_v4"))["status"] == "pending"
     anomalies = await pool.fetch("select kind from anomalies where order_id = 'ord_v4'")
     assert [a["kind"] for a in anomalies] == ["amount_mismatch"]
 
@@ -199,8 +203,8 @@ async def test_vnpay_vectors_through_http(app: Running, pool: asyncpg.Pool) -> N
 
     # 06 and 07 carry the same payment as 01 (same dedupe key): already confirmed.
     assert answers == {"vnpay-01": "00", "vnpay-02": "00", "vnpay-03": "00", "vnpay-06": "02", "vnpay-07": "02"}
-    assert (await order_row(pool, "ord1001"))["status"] == "succeeded"
-    assert (await order_row(pool, "ord1003"))["status"] == "canceled"
+    assert (await order_json(app, "ord1001"))["status"] == "succeeded"
+    assert (await order_json(app, "ord1003"))["status"] == "canceled"
     stored = await pool.fetchval(
         "select raw_body is not null from payment_events where dedupe_key like 'vnpay:ord1002%'"
     )
