@@ -7,7 +7,7 @@ the gateway is asked after it commits, so no lock is ever held across an HTTP ca
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -66,14 +66,17 @@ _CANDIDATES = f"""
         where exists (select 1 from order_references r where r.order_id = cand.id and r.provider = any($4::text[]))
     )"""
 
-# The first check of an order has no row yet: create rows (a batch at a time) so they can be locked.
-# $5 batch
+# A candidate's first check has no row yet: a participant creates the missing rows once, as it
+# joins the run, so that claims only ever lock existing rows. (Creating them batch by batch inside
+# the claims would let two claimers insert the same rows: the loser's claim would come back
+# empty, which reads as "nothing left" while rowless candidates remain.) In steady state these are
+# the orders that became candidates since the last run; orders that pass the grace period during
+# the run wait for the next one.
 _ENSURE_ROWS = f"""
     with {_CANDIDATES}
     insert into order_checks (order_id)
     select askable.id from askable
     where not exists (select 1 from order_checks c where c.order_id = askable.id)
-    limit $5
     on conflict (order_id) do nothing"""
 
 # SKIP LOCKED: concurrent claimers of one run take disjoint rows without waiting. The lease names
@@ -89,7 +92,7 @@ _CLAIM = f"""
         where ($3::timestamptz is not null or c.next_check_at <= now())
           and c.lease_run_id is distinct from $6
           and (c.lease_until is null or c.lease_until < now())
-        order by c.next_check_at, c.order_id
+        order by c.next_check_at, md5(c.order_id)  -- hashed: a batch mixes gateways, not one gateway's ids
         limit $5
         for update of c skip locked
     )
@@ -124,13 +127,19 @@ class ClaimRule(msgspec.Struct, frozen=True, kw_only=True):
         return (self.grace, self.horizon, self.since, self.gateways)
 
     def ensure_args(self) -> tuple[object, ...]:
-        return (*self._shared(), self.batch)
+        return self._shared()
 
     def claim_args(self) -> tuple[object, ...]:
         return (*self._shared(), self.batch, self.run_id, self.lease, self.dry_run)
 
     def count_args(self) -> tuple[object, ...]:
         return (*self._shared(), self.run_id)
+
+
+async def prepare(pool: asyncpg.Pool, rule: ClaimRule) -> None:
+    """Create the scheduling rows of candidates seen for the first time (see _ENSURE_ROWS)."""
+    async with pool.acquire() as conn:
+        await conn.execute(_ENSURE_ROWS, *rule.ensure_args())
 
 
 async def count_due(conn: asyncpg.Connection, rule: ClaimRule) -> int:
@@ -142,7 +151,6 @@ async def claim(pool: asyncpg.Pool, rule: ClaimRule) -> list[Candidate]:
     """Lease a batch of due candidates to the run in one short transaction; read them after it commits."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            await conn.execute(_ENSURE_ROWS, *rule.ensure_args())
             ids = [r["order_id"] for r in await conn.fetch(_CLAIM, *rule.claim_args())]
         if not ids:
             return []
@@ -190,16 +198,9 @@ async def order_status(conn: asyncpg.Connection, order_id: str) -> str | None:
     return await conn.fetchval("select status from orders where id = $1", order_id)
 
 
-async def stream(
-    pool: asyncpg.Pool,
-    rule: ClaimRule,
-    *,
-    stop: Callable[[], bool] = lambda: False,
-) -> AsyncIterator[Candidate]:
+async def stream(pool: asyncpg.Pool, rule: ClaimRule) -> AsyncIterator[Candidate]:
     """Claimed candidates, a batch at a time until none is due: memory holds one batch, not the run."""
-    while not stop():
-        batch = await claim(pool, rule)
-        if not batch:
-            return
+    await prepare(pool, rule)
+    while batch := await claim(pool, rule):
         for candidate in batch:
             yield candidate

@@ -72,7 +72,7 @@ async def opened_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 @click.option("--burst", is_flag=True, help="Run the queued jobs, then exit (no cron).")
 def worker(burst: bool) -> None:
     """Run the reconciliation worker: a run every PAYRECON_RECONCILE_EVERY seconds, and API-requested runs."""
-    from reconciler.worker import create_worker
+    from reconciler.worker import close_worker, create_worker
 
     settings = get_settings()
     gateways_of(settings)  # a bad gateways file fails here, in one line, not in the worker
@@ -83,7 +83,7 @@ def worker(burst: bool) -> None:
             try:
                 await w.main()
             finally:
-                await w.close()
+                await close_worker(w)
 
         run_async(main)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,6 +166,13 @@ def create_worker(settings: Settings, **options: Any) -> Worker:
     """A worker for these settings; `options` override arq's (burst, poll_delay, handle_signals…)."""
     own = {k: options.pop(k) for k in ("gateways", "http", "schedule") if k in options}
     return Worker(**{**worker_options(settings, **own), **options})
+
+
+async def close_worker(worker: Worker) -> None:
+    """`Worker.close()` without its warning: arq 0.28 calls redis' deprecated `close()` (redis ≥ 5.0.1)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Call to deprecated close", category=DeprecationWarning)
+        await worker.close()
 
 
 def __getattr__(name: str) -> Any:

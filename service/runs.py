@@ -77,6 +77,12 @@ _FINDING_COLUMNS = (
 )
 
 
+def job_id(run: ReconcileRun, role: str = "lead") -> str:
+    """The arq job id of a run's job: unique per run (a start time in µs: a recreated database's run 1
+    must not collide with an old run 1's job result still kept in Redis)."""
+    return f"reconcile:{role}:{run.id}:{int(run.started_at.timestamp() * 1_000_000)}"
+
+
 def _run(record: asyncpg.Record | None) -> ReconcileRun | None:
     return None if record is None else msgspec.convert(dict(record), ReconcileRun, strict=False)
 

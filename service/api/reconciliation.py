@@ -97,7 +97,7 @@ async def start_run(request: Request[Any, Any, Any], body: RawBody) -> Response[
         )
     assert run is not None  # no slot: never a conflict
     try:
-        await request.app.state.redis.enqueue_job(RECONCILE_JOB, run.id, _job_id=f"reconcile:run:{run.id}")
+        await request.app.state.redis.enqueue_job(RECONCILE_JOB, run.id, _job_id=runs.job_id(run))
     except Exception as exc:  # Redis down: say so, and do not leave a run nobody will lead
         async with pool.acquire() as conn:
             await runs.finish_run(conn, run.id, RunStatus.FAILED, {}, error=f"could not enqueue: {exc}")

@@ -111,11 +111,17 @@ class Stage(msgspec.Struct, kw_only=True):
         self.sims[gateway].replace_faults(faults)  # type: ignore[attr-defined]
 
 
-def reconciler_adapters(sims: dict[str, SimulatedGateway], urls: dict[str, str]) -> dict[str, GatewayAdapter]:
+def reconciler_adapters(
+    sims: dict[str, SimulatedGateway], urls: dict[str, str], *, concurrency: int = 8
+) -> dict[str, GatewayAdapter]:
     classes = adapter_classes()
     adapters: dict[str, GatewayAdapter] = {}
     for name, sim in sims.items():
-        table: dict[str, Any] = {**sim.gateway_config(urls[name]), "query_rate": 500.0, "query_concurrency": 8}
+        table: dict[str, Any] = {
+            **sim.gateway_config(urls[name]),
+            "query_rate": 500.0,
+            "query_concurrency": concurrency,
+        }
         account = msgspec.convert(table, classes[name].Account)
         adapters[name] = classes[name]([account], retry=FAST_RETRY)  # type: ignore[call-arg]
     return adapters
@@ -123,7 +129,12 @@ def reconciler_adapters(sims: dict[str, SimulatedGateway], urls: dict[str, str])
 
 @contextlib.asynccontextmanager
 async def staged(
-    settings: Settings, pool: asyncpg.Pool, *, faults: Faults | None = None, gateways: Sequence[str] = GATEWAYS
+    settings: Settings,
+    pool: asyncpg.Pool,
+    *,
+    faults: Faults | None = None,
+    gateways: Sequence[str] = GATEWAYS,
+    concurrency: int = 8,
 ) -> AsyncIterator[Stage]:
     """The app (webhooks) and the simulators (status APIs), all on real loopback HTTP."""
     faults = faults or Faults()
@@ -139,7 +150,7 @@ async def staged(
     try:
         async with contextlib.AsyncExitStack() as stack:
             urls = {name: await stack.enter_async_context(serve(sim.asgi_app())) for name, sim in sims.items()}
-            adapters = reconciler_adapters(sims, urls)
+            adapters = reconciler_adapters(sims, urls, concurrency=concurrency)
             app_url = await stack.enter_async_context(serve(create_app(settings, gateways=adapters), port=port))
             yield Stage(settings=settings, pool=pool, app_url=app_url, sims=sims, sim_urls=urls, adapters=adapters)
     finally:

@@ -1,0 +1,148 @@
+"""The arq worker on real Redis: several workers split one run, N workers on one cron slot make one run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from arq.worker import Worker
+
+from providers.simkit import Faults
+from reconciler.worker import close_worker, create_worker, cron_schedule, slot_of
+from service import runs
+from service.jobs import JOB_DECODE, JOB_ENCODE, RECONCILE_JOB
+from service.runs import FindingKind, RunParams, RunStatus, Trigger
+from service.settings import Settings
+from tests.reconciler.stage import S, Stage, staged
+
+PER_GATEWAY = 15
+
+
+@contextlib.asynccontextmanager
+async def queue(settings: Settings) -> AsyncIterator[ArqRedis]:
+    assert settings.redis_url is not None
+    redis = await create_pool(
+        RedisSettings.from_dsn(settings.redis_url),
+        job_serializer=JOB_ENCODE,
+        job_deserializer=JOB_DECODE,
+        default_queue_name=settings.queue_name,
+    )
+    try:
+        yield redis
+    finally:
+        await redis.delete(settings.queue_name)
+        await redis.aclose()
+
+
+async def pending_orders(stage: Stage) -> None:
+    """PER_GATEWAY orders per gateway that the gateways say are paid; every webhook lost."""
+    for gateway in stage.sims:
+        for i in range(PER_GATEWAY):
+            await stage.pay(gateway, f"{gateway}-{i:03d}", [S.SUCCEEDED])
+    await stage.drain()
+
+
+def burst_worker(stage: Stage, settings: Settings, log: list[str]) -> tuple[Worker, httpx.AsyncClient]:
+    http = stage.client(log)
+    worker = create_worker(
+        settings,
+        gateways=stage.adapters,
+        http=http,
+        burst=True,
+        poll_delay=0,
+        handle_signals=False,
+        max_jobs=1,  # one job each: two jobs on two workers are two processes' worth of helpers
+        queue_read_limit=10,  # …and each sees past the job the other has started
+    )
+    return worker, http
+
+
+async def run_workers(workers: list[tuple[Worker, httpx.AsyncClient]]) -> None:
+    try:
+        await asyncio.gather(*(w.main() for w, _ in workers))
+    finally:
+        for w, http in workers:
+            await close_worker(w)
+            await http.aclose()
+
+
+def queries_per_reference(stage: Stage, logs: list[list[str]]) -> Counter[str]:
+    lines = [line for log in logs for line in log]
+    return Counter({order: sum(1 for line in lines if ref in line) for order, (_, ref) in stage.references.items()})
+
+
+def slow(settings: Settings) -> Settings:
+    return msgspec.structs.replace(settings, reconcile_grace=0.05, reconcile_batch=4)
+
+
+async def test_two_workers_split_one_run_and_check_every_candidate_exactly_once(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    settings = slow(settings)
+    # Slow status APIs and two query slots per gateway: one worker keeps at most 12 orders in flight,
+    # so the second finds work left when it starts, and the split is real.
+    faults = Faults(drop_rate=1.0, api_latency=0.05, seed=1)
+    async with staged(settings, pool, faults=faults, concurrency=2) as stage:
+        await pending_orders(stage)
+        async with pool.acquire() as conn:
+            run = await runs.create_run(conn, trigger=Trigger.API, params=RunParams())
+        assert run is not None
+        async with queue(settings) as redis:
+            assert await redis.enqueue_job(RECONCILE_JOB, run.id, _job_id=runs.job_id(run))
+            assert await redis.enqueue_job("join_run", run.id, _job_id=runs.job_id(run, "join"))
+            logs: list[list[str]] = [[], []]
+            await run_workers([burst_worker(stage, settings, log) for log in logs])
+        async with pool.acquire() as conn:
+            ended = await runs.get_run(conn, run.id)
+            found = await runs.list_findings(conn, run.id, kind=None, after_id=None, limit=1000)
+        assert ended is not None
+        assert ended.status is RunStatus.COMPLETED, ended
+        assert sorted(f.order_id for f in found) == sorted(stage.references)
+        assert {f.kind for f in found} == {FindingKind.REPAIRED}
+        per_reference = queries_per_reference(stage, logs)
+        assert set(per_reference.values()) == {1}, per_reference  # every candidate asked exactly once
+        asked = [sum(1 for line in log if "/v1/events" not in line) for log in logs]
+        assert all(asked), f"both workers should have asked gateways: {asked}"
+        assert set((await stage.ledger()).values()) == {"succeeded"}
+
+
+@pytest.mark.parametrize("workers", [3])
+async def test_n_workers_on_one_cron_slot_make_one_run(settings: Settings, pool: asyncpg.Pool, workers: int) -> None:
+    settings = slow(settings)
+    period, _ = cron_schedule(settings.reconcile_every)
+    scheduled = datetime.now(UTC).replace(microsecond=123_456)
+    async with staged(settings, pool, faults=Faults(drop_rate=1.0, api_latency=0.02, seed=2)) as stage:
+        await pending_orders(stage)
+        async with queue(settings) as redis:
+            # As if arq's unique cron id failed: every worker enqueues the same slot under its own id.
+            for n in range(workers):
+                job = f"cron:reconcile_slot:{uuid.uuid4().hex}:{n}"
+                assert await redis.enqueue_job("cron:reconcile_slot", _job_id=job, _defer_until=scheduled)
+            logs: list[list[str]] = [[] for _ in range(workers)]
+            await run_workers([burst_worker(stage, settings, log) for log in logs])
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("select id, slot, trigger, status from reconcile_runs")
+            found = await runs.list_findings(conn, rows[0]["id"], kind=None, after_id=None, limit=1000)
+        assert len(rows) == 1
+        assert rows[0]["slot"] == slot_of(scheduled.timestamp() * 1000, period)
+        assert (rows[0]["trigger"], rows[0]["status"]) == ("cron", "completed")
+        assert sorted(f.order_id for f in found) == sorted(stage.references)
+        assert set(queries_per_reference(stage, logs).values()) == {1}
+
+
+def test_cron_periods() -> None:
+    assert cron_schedule(300.0) == (300.0, {"minute": set(range(0, 60, 5)), "second": 0})
+    assert cron_schedule(15.0) == (15.0, {"second": {0, 15, 30, 45}})
+    assert cron_schedule(7200.0) == (7200.0, {"hour": set(range(0, 24, 2)), "minute": 0, "second": 0})
+    assert cron_schedule(290.0)[0] == 300.0  # not a cron period: the nearest one
+    assert slot_of(1_000_299_999, 300.0) == datetime.fromtimestamp(1_000_200, UTC)
