@@ -13,16 +13,16 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
-from litestar.params import FromPath, FromQuery, RawBody
+from litestar.params import FromPath, FromQuery, Parameter, RawBody
 from litestar.response import Response, Stream
 
 from service import runs
-from service.auth import requires
+from service.auth import SECURITY, requires
 from service.jobs import RECONCILE_JOB
 from service.problems import InvalidRequestError, NotFoundError, ProblemError
 from service.runs import Finding, FindingKind, ReconcileRun, RunParams, RunStatus, Trigger
 
-Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
+Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size (1–500).")]
 CSV = "text/csv"
 
 
@@ -72,6 +72,7 @@ def _csv(rows: AsyncIterator[str], filename: str) -> Stream:
     "/v1/reconciliation/runs",
     status_code=202,
     guards=[requires("recon:run")],
+    security=SECURITY,
     operation_id="startReconciliationRun",
     tags=["reconciliation"],
 )
@@ -108,11 +109,12 @@ async def start_run(request: Request[Any, Any, Any], body: RawBody) -> Response[
 @get(
     "/v1/reconciliation/runs",
     guards=[requires("recon:read")],
+    security=SECURITY,
     operation_id="listReconciliationRuns",
     tags=["reconciliation"],
 )
 async def list_runs(
-    request: Request[Any, Any, Any], limit: FromQuery[Limit] = 50, cursor: FromQuery[str | None] = None
+    request: Request[Any, Any, Any], limit: Limit = 50, cursor: FromQuery[str | None] = None
 ) -> Response[Any]:
     """Runs, newest first, with keyset pagination (`next_cursor`); `Accept: text/csv` exports them all."""
     pool = request.app.state.pool
@@ -150,6 +152,7 @@ async def _run_or_404(request: Request[Any, Any, Any], run_id: int) -> Reconcile
 @get(
     "/v1/reconciliation/runs/{run_id:int}",
     guards=[requires("recon:read")],
+    security=SECURITY,
     operation_id="getReconciliationRun",
     tags=["reconciliation"],
 )
@@ -161,6 +164,7 @@ async def get_run(request: Request[Any, Any, Any], run_id: FromPath[int]) -> Rec
 @get(
     "/v1/reconciliation/runs/{run_id:int}/findings",
     guards=[requires("recon:read")],
+    security=SECURITY,
     operation_id="listReconciliationFindings",
     tags=["reconciliation"],
 )
@@ -168,7 +172,7 @@ async def list_findings(
     request: Request[Any, Any, Any],
     run_id: FromPath[int],
     kind: FromQuery[FindingKind | None] = None,
-    limit: FromQuery[Limit] = 100,
+    limit: Limit = 100,
     cursor: FromQuery[str | None] = None,
 ) -> Response[Any]:
     """A run's findings in order, optionally of one kind; `Accept: text/csv` exports them all."""

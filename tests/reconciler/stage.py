@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import msgspec
+from litestar import Litestar
 
 from providers.base import GatewayAdapter, PaymentStatus, StatusQuery
 from providers.http import RetryPolicy
@@ -34,6 +35,7 @@ S = PaymentStatus
 
 class Stage(msgspec.Struct, kw_only=True):
     settings: Settings
+    app: Litestar  # serving webhooks and the REST API at app_url
     pool: asyncpg.Pool
     app_url: str
     sims: dict[str, SimulatedGateway]
@@ -151,8 +153,11 @@ async def staged(
         async with contextlib.AsyncExitStack() as stack:
             urls = {name: await stack.enter_async_context(serve(sim.asgi_app())) for name, sim in sims.items()}
             adapters = reconciler_adapters(sims, urls, concurrency=concurrency)
-            app_url = await stack.enter_async_context(serve(create_app(settings, gateways=adapters), port=port))
-            yield Stage(settings=settings, pool=pool, app_url=app_url, sims=sims, sim_urls=urls, adapters=adapters)
+            app = create_app(settings, gateways=adapters)
+            app_url = await stack.enter_async_context(serve(app, port=port))
+            yield Stage(
+                settings=settings, app=app, pool=pool, app_url=app_url, sims=sims, sim_urls=urls, adapters=adapters
+            )
     finally:
         for sim in sims.values():
             await sim.dispatcher.aclose()
