@@ -2,7 +2,9 @@
 
 Writes live in `service.ledger` (the only writer of `orders`); everything here is a plain read.
 Lists use keyset pagination on the index order ((updated_at, id) for orders, (created_at, id)
-for anomalies) with an opaque cursor, so a page costs the same at any depth.
+for anomalies) with an opaque cursor, so a page costs the same at any depth. `updated_at`
+is its transaction's start time (`now()`), so a change may commit with a time slightly before
+one already seen: a backend polling with `updated_since` should overlap by a few seconds.
 """
 
 from __future__ import annotations
@@ -199,3 +201,26 @@ async def has_provider(conn: asyncpg.Connection, order_id: str, provider: str) -
         "select 1 from order_references where order_id = $1 and provider = $2 limit 1", order_id, provider
     )
     return found is not None
+
+
+async def list_quarantined(
+    conn: asyncpg.Connection, *, limit: int, provider: str | None = None, cursor: str | None = None
+) -> tuple[list[StoredEvent], str | None]:
+    """Events no registered order matches yet (outcome `unknown_order`), oldest first."""
+    _, after_id = decode_cursor(cursor) if cursor else (None, None)
+    if after_id is not None and not isinstance(after_id, int):
+        raise CursorError("cursor is not one this API issued")
+    rows = await conn.fetch(
+        """select id, provider, dedupe_key, account, reference, claimed_order_id, order_id, status, amount,
+                  currency, provider_payment_id, refunded_amount, occurred_at, reason, flag, source, outcome,
+                  received_at, applied_at, payload
+           from payment_events
+           where order_id is null and ($1::text is null or provider = $1) and ($2::bigint is null or id > $2)
+           order by id limit $3""",
+        provider,
+        after_id,
+        limit + 1,
+    )
+    page = msgspec.convert([dict(r) for r in rows[:limit]], list[StoredEvent])
+    more = len(rows) > limit
+    return page, encode_cursor(page[-1].received_at, page[-1].id) if more else None

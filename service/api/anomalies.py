@@ -1,4 +1,7 @@
-"""Anomalies REST API (DESIGN.md §5): what ops must look at, oldest first, keyset-paginated."""
+"""Anomalies REST API (DESIGN.md §5): what ops must look at, oldest first, keyset-paginated.
+
+Besides the anomaly rows, the events waiting in quarantine for an unregistered order.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from litestar.params import FromQuery
 from service import orders
 from service.api.orders import Limit, as_utc, invalid
 from service.auth import SECURITY, requires
-from service.orders import AnomalyRecord, CursorError
+from service.orders import AnomalyRecord, CursorError, StoredEvent
 
 AnomalyKind = Literal[
     "amount_mismatch",
@@ -58,4 +61,32 @@ async def list_anomalies(
     return AnomalyPage(items=items, next_cursor=next_cursor)
 
 
-routes = [list_anomalies]
+class QuarantinePage(msgspec.Struct, kw_only=True):
+    items: list[StoredEvent]
+    next_cursor: str | None
+
+
+@get(
+    "/v1/anomalies/quarantined",
+    guards=[requires("orders:read")],
+    security=SECURITY,
+    operation_id="listQuarantinedEvents",
+    tags=["anomalies"],
+)
+async def list_quarantined(
+    request: Request[Any, Any, Any],
+    state: State,
+    provider: FromQuery[str | None] = None,
+    limit: Limit = 50,
+    cursor: FromQuery[str | None] = None,
+) -> QuarantinePage:
+    """Events waiting for an order or reference to be registered (they apply when it is)."""
+    try:
+        async with state.pool.acquire() as conn:
+            items, next_cursor = await orders.list_quarantined(conn, limit=limit, provider=provider, cursor=cursor)
+    except CursorError as exc:
+        raise invalid(request, "cursor", str(exc), source="query") from None
+    return QuarantinePage(items=items, next_cursor=next_cursor)
+
+
+routes = [list_anomalies, list_quarantined]

@@ -76,3 +76,20 @@ async def test_bad_parameters_are_400(api: httpx.AsyncClient, params: dict[str, 
     response = await api.get("/v1/anomalies", params=params)
     assert response.status_code == 400
     assert problem_key(response) == key
+
+
+async def test_quarantined_events_are_listed_until_their_order_is_registered(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    waiting = [await ledger.apply(pool, event(S.SUCCEEDED, reference=f"q{n}"), Source.WEBHOOK) for n in range(3)]
+    first = (await api.get("/v1/anomalies/quarantined", params={"limit": 2})).json()
+    assert [e["id"] for e in first["items"]] == [w.event_id for w in waiting[:2]]
+    assert first["items"][0]["outcome"] == "unknown_order"
+    rest = (await api.get("/v1/anomalies/quarantined", params={"cursor": first["next_cursor"]})).json()
+    assert [e["id"] for e in rest["items"]] == [waiting[2].event_id]
+    assert rest["next_cursor"] is None
+    assert (await api.get("/v1/anomalies/quarantined", params={"provider": "momo"})).json()["items"] == []
+
+    await register(pool, "q1", reference="q1")
+    left = (await api.get("/v1/anomalies/quarantined")).json()
+    assert [e["reference"] for e in left["items"]] == ["q0", "q2"]
