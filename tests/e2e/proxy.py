@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 _CHUNK = 65536
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    """Listens on a loopback TCP port; forwards to a TCP (host, port) or a Unix socket path."""
+
+    def __init__(self, target_host: str, target_port: int, *, unix_path: str | None = None) -> None:
         self.target = (target_host, target_port)
+        self.unix_path = unix_path
         self.port = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
@@ -26,15 +29,21 @@ class TcpProxy:
 
     @classmethod
     def for_url(cls, url: str) -> TcpProxy:
+        """A proxy to the server of a PostgreSQL URL; `?host=/dir` (the embedded server) is a Unix socket."""
         parts = urlsplit(url)
-        return cls(parts.hostname or "127.0.0.1", parts.port or 5432)
+        port = parts.port or 5432
+        socket_dir = dict(parse_qsl(parts.query)).get("host", "")
+        if socket_dir.startswith("/"):
+            return cls("", port, unix_path=f"{socket_dir}/.s.PGSQL.{port}")
+        return cls(parts.hostname or "127.0.0.1", port)
 
     def url_through(self, url: str) -> str:
-        """`url` with its host and port replaced by the proxy's."""
+        """`url` pointed at the proxy: its host and port replaced, any socket `host=` dropped."""
         parts = urlsplit(url)
         userinfo = parts.netloc.rpartition("@")[0]
         netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "host"])
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
 
     async def start(self) -> None:
         self._flowing.set()
@@ -66,7 +75,10 @@ class TcpProxy:
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self._writers.add(client_w)
         try:
-            server_r, server_w = await asyncio.open_connection(*self.target)
+            if self.unix_path is not None:
+                server_r, server_w = await asyncio.open_unix_connection(self.unix_path)
+            else:
+                server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
             client_w.transport.abort()
             return
