@@ -24,7 +24,7 @@ from service.settings import Settings
 from tests.e2e.harness import Running, momo_webhook, rejected, rejected_count, running, stripe_webhook, vnpay_webhook
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
