@@ -74,8 +74,9 @@ def catch_up_lines(run: ReconcileRun) -> list[str]:
 
 def findings_table(findings: list[Finding], more: int) -> Table:
     table = Table(title="What needs a look (in_sync orders left out)", title_justify="left")
-    for column in ("order", "gateway", "finding", "ledger", "gateway says", "detail"):
-        table.add_column(column, overflow="fold")
+    for column in ("order", "gateway", "finding", "ledger", "gateway says"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail", overflow="fold", ratio=1)
     for f in findings:
         ledger = f.from_status or ""
         if f.to_status and f.to_status != f.from_status:

@@ -16,7 +16,18 @@ from service.model import Outcome
 from service.runs import FindingKind
 
 PAID = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED})
+NOT_PAID = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELED})
 MISMATCH_ANOMALY = "ledger_gateway_mismatch"
+
+
+def agrees(ledger: str, gateway: str) -> bool:
+    """Whether the ledger and a status answer tell the same story.
+
+    `failed` and `canceled` agree: a status API may not tell them apart where its webhook did
+    (VNPay's querydr says TransactionStatus 02 "failed" for an IPN's 24 "customer cancelled"),
+    and the ledger rightly keeps the more precise, higher-layer `canceled`.
+    """
+    return ledger == gateway or {ledger, gateway} <= NOT_PAID
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,7 +75,7 @@ def judge(
         said = applied[-1].event.status.value if applied[-1].event else None
         verb = "would repair" if dry_run else "repaired"
         extra = sorted({k for a in applied if a.outcome for k in a.outcome.anomalies})
-        detail = f"{verb}: gateway says {said}" + (f"; anomalies: {', '.join(extra)}" if extra else "")
+        detail = f"{verb} from the status API" + (f"; anomaly: {', '.join(extra)}" if extra else "")
         return _verdict(FindingKind.REPAIRED, applied[-1], before, after, said, detail)
 
     flagged = [a for a in answers if a.outcome is not None and a.outcome.kind in _REFUSED]

@@ -10,6 +10,7 @@ import msgspec
 from providers.base import PaymentEvent
 from providers.simkit import Faults
 from reconciler.run import execute
+from reconciler.verdict import agrees
 from service import ledger, runs
 from service.model import Source
 from service.runs import FindingKind, ReconcileRun, RunParams, RunStatus, Trigger
@@ -59,18 +60,20 @@ async def test_one_run_repairs_every_dropped_webhook_and_a_second_repairs_nothin
         await play(stage)
         async with stage.client() as http:
             before, truth = await stage.ledger(), await stage.gateway_truth(http)
-            wrong = {order for order in truth if before[order] != truth[order]}
+            wrong = {order for order in truth if not agrees(before[order], truth[order])}
             assert len(wrong) >= 5, "the seed should drop a fair share of 30 orders' webhooks"
 
             run = await execute(stage.env(http), await new_run(pool))
             assert run is not None
             assert run.status is RunStatus.COMPLETED, run
-            assert await stage.ledger() == truth  # every order matches its gateway
+            after = await stage.ledger()
+            assert all(agrees(after[o], truth[o]) for o in truth), (after, truth)  # every order matches its gateway
             first = await findings(pool, run.id)
             repaired = {o for o, f in first.items() if f.kind is FindingKind.REPAIRED}
             assert repaired == wrong  # findings name exactly the orders that were wrong
             for order in repaired:
-                assert (first[order].from_status, first[order].to_status) == (before[order], truth[order])
+                assert first[order].from_status == before[order]
+                assert agrees(str(first[order].to_status), truth[order])
             assert run.counts["findings"].get("repaired") == len(wrong)
             assert set(run.counts["gateways"]) <= {"stripe", "momo", "vnpay"}
             assert run.counts["catch_up"]["stripe/default"]["events"] > 0
@@ -83,7 +86,7 @@ async def test_one_run_repairs_every_dropped_webhook_and_a_second_repairs_nothin
             assert set(second) == set(truth)  # the sweep checked every order, paid ones too
             assert {f.kind for f in second.values()} == {FindingKind.IN_SYNC}
             assert again.counts["catch_up"]["stripe/default"]["repaired"] == 0
-            assert await stage.ledger() == truth
+            assert await stage.ledger() == after
 
 
 async def test_a_gateway_down_for_the_whole_run_makes_it_partial_and_changes_none_of_its_orders(
@@ -109,7 +112,7 @@ async def test_a_gateway_down_for_the_whole_run_makes_it_partial_and_changes_non
         assert "momo/default" in run.counts["circuit_open"]
         # The other gateways' repairs are kept.
         others = {o for o in truth if not o.startswith("momo-")}
-        assert all(after[o] == truth[o] for o in others)
+        assert all(agrees(after[o], truth[o]) for o in others)
         assert any(found[o].kind is FindingKind.REPAIRED for o in others)
         assert run.counts["gateways"]["momo"] == {"error": len(momo)}
 
