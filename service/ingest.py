@@ -21,13 +21,12 @@ from collections.abc import Callable, Coroutine
 from typing import TypeVar
 
 import asyncpg
-from prometheus_client import Counter
 
 from providers.base import Ack, GatewayAdapter, OutcomeKind, WebhookRequest
 from providers.errors import MalformedError, PayreconError
 from service import ledger, rejections
 from service.db import UNAVAILABLE_ERRORS
-from service.metrics import WEBHOOKS_REJECTED, WEBHOOKS_UNAVAILABLE
+from service.metrics import WEBHOOKS_IGNORED, WEBHOOKS_REJECTED, WEBHOOKS_UNAVAILABLE
 from service.model import RawDelivery, Source
 
 log = logging.getLogger(__name__)
@@ -37,14 +36,6 @@ log = logging.getLogger(__name__)
 # answered "retry later" well before that instead of holding the request open.
 CONNECT_WAIT = 3.0  # seconds for a connection to note a rejection
 APPLY_BUDGET = 8.0  # seconds for all ledger transactions of one delivery
-
-# A verified delivery that carries nothing we track (a Stripe `customer.created`, a MoMo refund
-# result). It has no payment status, so it cannot be a payment_events row; a counter and a log
-# line with the body hash are its audit trail.
-# TODO(lead): move into service.metrics next to WEBHOOKS_RECEIVED.
-WEBHOOKS_IGNORED = Counter(
-    "payrecon_webhooks_ignored_total", "Verified webhook deliveries that carried no event we track", ["provider"]
-)
 
 # Request headers kept beside a stored event (RawDelivery): what a signature or a decoder may
 # need to re-check it later. Everything else (proxies' X-Forwarded-*, user agents) is noise.

@@ -12,6 +12,11 @@ WEBHOOKS_RECEIVED = Counter("payrecon_webhooks_received_total", "Webhook deliver
 WEBHOOKS_REJECTED = Counter(
     "payrecon_webhooks_rejected_total", "Webhook deliveries refused (4xx)", ["provider", "reason"]
 )
+# A verified delivery that carries nothing we track (a Stripe `customer.created`) has no payment
+# status, so it cannot be a payment_events row: this counter and a log line are its audit trail.
+WEBHOOKS_IGNORED = Counter(
+    "payrecon_webhooks_ignored_total", "Verified webhook deliveries that carried no event we track", ["provider"]
+)
 WEBHOOKS_UNAVAILABLE = Counter(
     "payrecon_webhooks_unavailable_total", "Webhook deliveries answered 'retry later' (storage down)", ["provider"]
 )
