@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import click
 import httpx
+import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -33,6 +34,11 @@ def gateways_of(settings: Settings) -> dict[str, GatewayAdapter]:
         return load_gateways(settings.gateways)
     except SettingsError as exc:
         raise CliError(str(exc)) from None
+
+
+def without_redis(settings: Settings) -> Settings:
+    # These commands use PostgreSQL alone: a placeholder keeps `resolved` from starting a Redis.
+    return msgspec.structs.replace(settings, redis_url=settings.redis_url or "redis://unused")
 
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
@@ -90,7 +96,10 @@ def worker(burst: bool) -> None:
 
 @click.command()
 @click.option("--provider", help="Only orders with a reference at this gateway (stripe, momo, vnpay…).")
-@click.option("--since", help="Only orders created since: ISO time or a duration (90m, 2d); ignores backoff.")
+@click.option(
+    "--since",
+    help="Audit every order created since (ISO time, or a duration back: 90m, 2d), any status, ignoring backoff.",
+)
 @click.option("--dry-run", is_flag=True, help="Record findings, change no order.")
 def reconcile(provider: str | None, since: str | None, dry_run: bool) -> None:
     """Run one reconciliation now, with a live progress bar and a summary at the end."""
@@ -102,7 +111,7 @@ def reconcile(provider: str | None, since: str | None, dry_run: bool) -> None:
         raise CliError(f"gateway {provider!r} is not configured (configured: {', '.join(sorted(gateways))})")
     params = RunParams(provider=provider, since=parse_since(since))
     console = Console()
-    with embedded.resolved(settings) as s:
+    with embedded.resolved(without_redis(settings)) as s:
 
         async def main() -> RunStatus:
             async with opened_pool(s) as pool, httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
@@ -144,7 +153,7 @@ def reconcile(provider: str | None, since: str | None, dry_run: bool) -> None:
 def report(run_id: int | None, fmt: str) -> None:
     """Print a run's report (the latest run when no RUN_ID is given)."""
     settings = get_settings()
-    with embedded.resolved(settings) as s:
+    with embedded.resolved(without_redis(settings)) as s:
 
         async def main() -> None:
             async with opened_pool(s) as pool:

@@ -41,7 +41,7 @@ class FindingKind(StrEnum):
 
 class RunParams(msgspec.Struct, frozen=True, kw_only=True):
     provider: str | None = None  # only orders with a reference at this gateway
-    since: datetime | None = None  # only orders created since, whatever their backoff
+    since: datetime | None = None  # a sweep: every order created since, any status, whatever its backoff
 
 
 class ReconcileRun(msgspec.Struct, frozen=True, kw_only=True):

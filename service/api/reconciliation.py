@@ -30,7 +30,7 @@ class StartRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """The optional body of `POST /v1/reconciliation/runs`."""
 
     provider: str | None = None  # only orders with a reference at this gateway
-    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # orders created since; ignores backoff
+    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # audit every order created since
     dry_run: bool = False  # record findings, change no order
 
 
