@@ -6,6 +6,7 @@ accounts come from PAYRECON_GATEWAYS.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -87,7 +88,9 @@ def worker(burst: bool) -> None:
         async def main() -> None:
             w = create_worker(s, burst=burst, schedule=not burst)
             try:
-                await w.main()
+                await w.async_run()
+            except asyncio.CancelledError:
+                pass  # arq stops on SIGINT/SIGTERM by cancelling its main task: a normal end
             finally:
                 await close_worker(w)
 

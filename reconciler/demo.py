@@ -29,6 +29,7 @@ import click
 import httpx
 import msgspec
 import uvicorn
+from arq.worker import Worker
 from rich.console import Console
 
 from providers.simkit import Faults, SimulatedGateway
@@ -66,6 +67,22 @@ async def serving(app: Any, port: int) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    s: Settings, gateways: dict[str, Any], http: httpx.AsyncClient, *, cron: bool
+) -> AsyncIterator[Worker]:
+    """An arq worker in this process (the demo's `payrecon worker`)."""
+    worker = create_worker(s, gateways=gateways, http=http, handle_signals=False, schedule=cron)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield worker
+    finally:
+        await close_worker(worker)  # idempotent: the story's worker is closed early
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -152,10 +169,8 @@ async def story(s: Settings, console: Console, *, once: bool, per_gateway: int, 
         )
         await stack.enter_async_context(serving(create_app(app_settings, gateways=gateways), port))
         worker_http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
-        worker = create_worker(app_settings, gateways=gateways, http=worker_http, handle_signals=False)
-        worker_task = asyncio.create_task(worker.main())
-        stack.push_async_callback(close_worker, worker)
-        stack.callback(worker_task.cancel)
+        # No cron during the story: a slot's run could lease the orders the story's run is about.
+        story_worker = await stack.enter_async_context(running_worker(app_settings, gateways, worker_http, cron=False))
         async with pool.acquire() as conn:
             key = (await apikeys.create(conn, "demo", list(apikeys.SCOPES))).key
         api = await stack.enter_async_context(
@@ -173,7 +188,7 @@ async def story(s: Settings, console: Console, *, once: bool, per_gateway: int, 
             f"webhooks and [bold red]lost {shop.dropped()}[/]."
         )
         table, wrong = await shop.compare(gateways, worker_http)
-        table.title = "6. The ledger against the gateways' status APIs, before reconciling"
+        console.print("[bold]6.[/] The ledger (GET /v1/orders/{id}) against the gateways' status APIs:")
         console.print(table)
         console.print(f"   [bold red]{len(wrong)} of {len(shop.orders)} orders disagree with their gateway[/], e.g.:")
         for order_id, ledger, truth in wrong[:5]:
@@ -194,7 +209,7 @@ async def story(s: Settings, console: Console, *, once: bool, per_gateway: int, 
         assert ended is not None
         await report.render_table(pool, ended, console)
         table, wrong = await shop.compare(gateways, worker_http)
-        table.title = "8. The ledger against the gateways, after one run"
+        console.print("[bold]8.[/] The ledger against the gateways, after one run:")
         console.print(table)
         style = "bold green" if not wrong else "bold red"
         console.print(f"   [{style}]{len(wrong)} of {len(shop.orders)} orders disagree with their gateway.[/]")
@@ -203,6 +218,8 @@ async def story(s: Settings, console: Console, *, once: bool, per_gateway: int, 
         console.print(f"   The story took {time.monotonic() - t0:.1f}s.")
         if once:
             return
+        await close_worker(story_worker)
+        await stack.enter_async_context(running_worker(app_settings, gateways, worker_http, cron=True))
         explain(console, api_url, key, run_id, toml_path, app_settings)
         await asyncio.Event().wait()  # until Ctrl-C
 
