@@ -91,7 +91,7 @@ async def test_two_workers_split_one_run_and_check_every_candidate_exactly_once(
     settings = slow(settings)
     # Slow status APIs and two query slots per gateway: one worker keeps at most 12 orders in flight,
     # so the second finds work left when it starts, and the split is real.
-    faults = Faults(drop_rate=1.0, api_latency=0.05, seed=1)
+    faults = Faults(drop_rate=1.0, api_latency=0.1, seed=1)  # ~0.8 s of asking for one worker alone
     async with staged(settings, pool, faults=faults, concurrency=2) as stage:
         await pending_orders(stage)
         async with pool.acquire() as conn:
