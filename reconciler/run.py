@@ -206,6 +206,8 @@ async def check_order(
 
 
 def _describe(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:  # a task group's failure: say what failed
+        exc = exc.exceptions[0]
     text = str(exc) or type(exc).__name__
     return text if type(exc).__name__ in text or ":" in text else f"{type(exc).__name__}: {text}"
 

@@ -146,3 +146,20 @@ def test_cron_periods() -> None:
     assert cron_schedule(7200.0) == (7200.0, {"hour": set(range(0, 24, 2)), "minute": 0, "second": 0})
     assert cron_schedule(290.0)[0] == 300.0  # not a cron period: the nearest one
     assert slot_of(1_000_299_999, 300.0) == datetime.fromtimestamp(1_000_200, UTC)
+
+
+async def test_a_run_whose_workers_died_is_failed_by_the_next_slot(settings: Settings, pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        stale = await runs.create_run(conn, trigger=Trigger.API, params=RunParams())
+        live = await runs.create_run(conn, trigger=Trigger.API, params=RunParams())
+        assert stale is not None
+        assert live is not None
+        await conn.execute("update reconcile_runs set started_at = now() - interval '2 hours' where id = $1", stale.id)
+        assert await runs.fail_abandoned(conn, 3600.0) == [stale.id]
+        ended = await runs.get_run(conn, stale.id)
+        assert ended is not None
+        assert ended.status is RunStatus.FAILED
+        assert "abandoned" in (ended.error or "")
+        still = await runs.get_run(conn, live.id)
+        assert still is not None
+        assert still.status is RunStatus.RUNNING  # young: its worker may just be busy
