@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -119,6 +119,7 @@ class GatewayAdapter(Protocol):
 
     name: ClassVar[str]
     Account: ClassVar[type[GatewayAccount]]
+    accounts: Mapping[str, GatewayAccount]  # account name → its configuration
 
     def verify(self, request: WebhookRequest) -> None:
         """Check the signature over the raw request; raise SignatureError, ReplayError or MalformedError."""

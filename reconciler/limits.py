@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from providers.base import GatewayAccount, GatewayAdapter
 from providers.errors import GatewayError, GatewayUnavailableError
@@ -27,17 +27,8 @@ class CircuitOpenError(GatewayError):
 
 
 def accounts_of(adapter: GatewayAdapter) -> list[GatewayAccount]:
-    """The accounts an adapter holds.
-
-    The protocol has no accessor for them yet: Stripe and MoMo keep a public `accounts` dict,
-    VNPay a private `_by_name` (a protocol attribute `accounts: Mapping[str, GatewayAccount]`
-    would remove this).
-    """
-    held: Any = getattr(adapter, "accounts", None)
-    if held is None:
-        held = getattr(adapter, "_by_name", {})
-    values = held.values() if isinstance(held, Mapping) else held
-    return [a for a in values if isinstance(a, GatewayAccount)]
+    """The accounts an adapter holds."""
+    return list(adapter.accounts.values())
 
 
 class GatewayLimiter:

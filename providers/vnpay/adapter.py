@@ -67,12 +67,12 @@ class Adapter:
         self.clock = clock
         self.retry = retry
         self.sleep = sleep
-        self._by_name: dict[str, Account] = {}
+        self.accounts: dict[str, Account] = {}
         self._by_tmn: dict[str, Account] = {}
         for account in accounts:
-            if account.account in self._by_name or account.tmn_code in self._by_tmn:
+            if account.account in self.accounts or account.tmn_code in self._by_tmn:
                 raise ValueError(f"vnpay account {account.account!r} / terminal {account.tmn_code!r} is listed twice")
-            self._by_name[account.account] = account
+            self.accounts[account.account] = account
             self._by_tmn[account.tmn_code] = account
 
     # --- IPN -------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class Adapter:
     # --- querydr ---------------------------------------------------------------------------
 
     async def fetch_status(self, query_: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
-        account = self._by_name.get(query_.account)
+        account = self.accounts.get(query_.account)
         if account is None:
             raise GatewayRejectedError(f"no [[vnpay]] account {query_.account!r} in PAYRECON_GATEWAYS")
         return await query.fetch_status(account, query_, client, clock=self.clock, policy=self.retry, sleep=self.sleep)
