@@ -52,8 +52,23 @@ async def pending_orders(stage: Stage) -> None:
     await stage.drain()
 
 
-def burst_worker(stage: Stage, settings: Settings, log: list[str]) -> tuple[Worker, httpx.AsyncClient]:
+def burst_worker(
+    stage: Stage, settings: Settings, log: list[str], barrier: asyncio.Barrier | None = None
+) -> tuple[Worker, httpx.AsyncClient]:
     http = stage.client(log)
+    if barrier is not None:
+        # Each worker's first status query waits until every worker has made one: whatever the
+        # machine's load, no worker can finish the run before the others have claimed a batch.
+        first = True
+
+        async def meet(_: httpx.Request) -> None:
+            nonlocal first
+            if first:
+                first = False
+                async with asyncio.timeout(20):
+                    await barrier.wait()
+
+        http.event_hooks["request"].append(meet)
     worker = create_worker(
         settings,
         gateways=stage.adapters,
@@ -89,8 +104,8 @@ async def test_two_workers_split_one_run_and_check_every_candidate_exactly_once(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     settings = slow(settings)
-    # Slow status APIs and two query slots per gateway: one worker keeps at most 12 orders in flight,
-    # so the second finds work left when it starts, and the split is real.
+    # Two query slots per gateway: one worker keeps at most a few batches in flight, and its first
+    # query waits for the other worker's (barrier), so the second finds work left and the split is real.
     faults = Faults(drop_rate=1.0, api_latency=0.1, seed=1)  # ~0.8 s of asking for one worker alone
     async with staged(settings, pool, faults=faults, concurrency=2) as stage:
         await pending_orders(stage)
@@ -101,7 +116,8 @@ async def test_two_workers_split_one_run_and_check_every_candidate_exactly_once(
             assert await redis.enqueue_job(RECONCILE_JOB, run.id, _job_id=runs.job_id(run))
             assert await redis.enqueue_job("join_run", run.id, _job_id=runs.job_id(run, "join"))
             logs: list[list[str]] = [[], []]
-            await run_workers([burst_worker(stage, settings, log) for log in logs])
+            barrier = asyncio.Barrier(len(logs))
+            await run_workers([burst_worker(stage, settings, log, barrier) for log in logs])
         async with pool.acquire() as conn:
             ended = await runs.get_run(conn, run.id)
             found = await runs.list_findings(conn, run.id, kind=None, after_id=None, limit=1000)

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
 from service import ledger
-from service.model import NewOrder, RawDelivery, Source
+from service.model import NewOrder, Outcome, RawDelivery, Source
 
 S = PaymentStatus
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -94,7 +94,7 @@ async def test_duplicate_changes_nothing(pool: asyncpg.Pool) -> None:
     await ledger.apply(pool, first, Source.WEBHOOK)
     before = dict(await order_row(pool))
     again = await ledger.apply(pool, first, Source.RECONCILER)
-    assert again == ledger.Outcome(kind=OutcomeKind.DUPLICATE)
+    assert again == Outcome(kind=OutcomeKind.DUPLICATE)
     assert dict(await order_row(pool)) == before
     assert await pool.fetchval("select count(*) from payment_events") == 1
     assert await pool.fetchval("select count(*) from transitions") == 1

@@ -11,6 +11,7 @@ import pytest
 
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
 from service import ledger
+from service.ledger import locks
 from service.model import NewOrder, NewReference, Source
 from tests.service.test_ledger import T0, event, order_row, register
 
@@ -163,7 +164,7 @@ async def test_registration_race_never_strands_an_event(pool: asyncpg.Pool) -> N
 async def test_a_registration_in_progress_holds_back_an_event_for_its_reference(pool: asyncpg.Pool) -> None:
     """Deterministic half of the race: apply waits for the registration's lock, then finds the order."""
     async with pool.acquire() as conn, conn.transaction():
-        await ledger._lock(conn, ledger.REFERENCE_LOCK, [ledger._reference_key("vnpay", "default", "ord-1")])
+        await locks.lock(conn, locks.REFERENCE_LOCK, [locks.reference_key("vnpay", "default", "ord-1")])
         pending = asyncio.ensure_future(ledger.apply(pool, event(S.SUCCEEDED), Source.WEBHOOK))
         await asyncio.sleep(0.3)
         assert not pending.done(), "apply did not wait for the reference lock"

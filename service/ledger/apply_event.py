@@ -1,27 +1,9 @@
-"""The ledger: the only code that writes `orders` (DESIGN.md §3).
-
-`apply` takes one event through one transaction: dedupe insert, order lookup, row lock,
-the pure rules of `service.transitions`, order update, audit row, anomalies. Registering an
-order or a reference (`register_order`, `add_reference`) applies the events that waited for
-it in quarantine, in gateway time order, in the same transaction.
-
-Locks, always taken in this order so no two transactions wait on each other in a cycle:
-1. one advisory lock on the event's or registration's (provider, account, reference);
-2. advisory locks on order ids (sorted) — the order an event claims (Stripe metadata.order_id),
-   or the order being registered;
-3. the order's row (`select … for update`).
-(1) and (2) close the quarantine race: an event looking for an order and a registration
-creating it serialize on the same key, so either the event commits to quarantine first and
-the registration's replay sees it, or the registration commits first and the event finds the
-order. Without them both could run concurrently, each missing the other, and the event would
-stay in quarantine forever. The row lock then serializes events of one order.
-"""
+"""One event through one ledger transaction: dedupe insert, order lookup, row lock, the pure
+rules of `service.transitions`, order update, audit row, anomalies (DESIGN.md §3)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -30,33 +12,11 @@ import msgspec
 
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
 from service import metrics
-from service.model import NewOrder, NewReference, Order, OrderState, Outcome, RawDelivery, Source
+from service.ledger.locks import ORDER_LOCK, REFERENCE_LOCK, lock, reference_key
+from service.model import Order, OrderState, Outcome, RawDelivery, Source
 from service.orders import get_order as _get_order
 from service.orders import has_provider, reference_owner
-from service.problems import ConflictError, NotFoundError
 from service.transitions import Anomaly, Facts, News, decide
-
-# Namespaces of the two-int advisory locks (the migrations' one-bigint lock is a separate space).
-REFERENCE_LOCK = 0x5052_4600  # "PRF"
-ORDER_LOCK = 0x5052_4F00  # "PRO"
-
-
-class OrderConflictError(ConflictError):
-    """The same order id registered with a different body."""
-
-
-class ReferenceTakenError(ConflictError):
-    """A gateway reference already belongs to another order."""
-
-
-class OrderNotFoundError(NotFoundError):
-    pass
-
-
-class Registration(msgspec.Struct, frozen=True, kw_only=True):
-    order: Order
-    created: bool  # False: the same registration again (idempotent)
-    replayed: list[Outcome] = []  # quarantined events applied by this registration
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,7 +93,7 @@ async def apply(
         metrics.LEDGER_APPLY_SECONDS.observe(time.perf_counter() - started)
         if not done:
             metrics.LEDGER_OUTCOMES.labels(event.provider, str(source), str(OutcomeKind.DUPLICATE)).inc()
-        _count(done)
+        count_outcomes(done)
     return outcome
 
 
@@ -141,7 +101,7 @@ async def _apply(
     conn: asyncpg.Connection, event: PaymentEvent, source: Source, raw: RawDelivery | None
 ) -> list[Applied]:
     """The work of `apply`; [] for a duplicate, else this event's Applied (and any it released)."""
-    await _lock(conn, REFERENCE_LOCK, [_reference_key(event.provider, event.account, event.reference)])
+    await lock(conn, REFERENCE_LOCK, [reference_key(event.provider, event.account, event.reference)])
     row = await conn.fetchrow(
         _INSERT_EVENT,
         event.provider,
@@ -172,14 +132,14 @@ async def _apply(
         # PaymentIntent reference with claimed ones): a registration of such an order may be
         # adding this very reference right now. Then look again.
         claims = await _sibling_claims(conn, event.provider, event.account, event.reference)
-        await _lock(conn, ORDER_LOCK, claims | ({event.order_id} if event.order_id else set()))
+        await lock(conn, ORDER_LOCK, claims | ({event.order_id} if event.order_id else set()))
         order_id = await reference_owner(conn, event.provider, event.account, event.reference)
     if order_id is not None:
         return [await _step(conn, order_id, stored, current=True)]
     if event.order_id is not None and await has_provider(conn, event.order_id, event.provider):
         # The claim matches (DESIGN.md §5): the reference joins the order, and with it every event
         # that waited under it, all applied in gateway time order.
-        done = await _replay(conn, event.order_id, current=stored.id)
+        done = await replay(conn, event.order_id, current=stored.id)
         if any(a.current for a in done):
             return done
     outcome = Outcome(kind=OutcomeKind.UNKNOWN_ORDER, event_id=stored.id)
@@ -265,7 +225,7 @@ async def _step(conn: asyncpg.Connection, order_id: str, event: _Event, *, curre
     )
 
 
-async def _replay(conn: asyncpg.Connection, order_id: str, *, current: int | None = None) -> list[Applied]:
+async def replay(conn: asyncpg.Connection, order_id: str, *, current: int | None = None) -> list[Applied]:
     """Apply the quarantined events that now match the order, in gateway time order.
 
     They match by one of the order's references, or by claiming the order's id for a gateway
@@ -292,7 +252,7 @@ async def _replay(conn: asyncpg.Connection, order_id: str, *, current: int | Non
         added = False
         for event in waiting:
             if (event.provider, event.account, event.reference) not in held:
-                added |= await _insert_reference(conn, order_id, event.provider, event.account, event.reference, {})
+                added |= await insert_reference(conn, order_id, event.provider, event.account, event.reference, {})
         if not added:
             break
     done = []
@@ -318,7 +278,7 @@ async def _sibling_claims(conn: asyncpg.Connection, provider: str, account: str,
     return {r[0] for r in rows}
 
 
-async def _insert_reference(
+async def insert_reference(
     conn: asyncpg.Connection, order_id: str, provider: str, account: str, reference: str, data: dict[str, Any]
 ) -> bool:
     added = await conn.fetchval(
@@ -331,20 +291,6 @@ async def _insert_reference(
         data,
     )
     return bool(added)
-
-
-def _reference_key(provider: str, account: str, reference: str) -> str:
-    return f"{provider}\x1f{account}\x1f{reference}"
-
-
-async def _lock(conn: asyncpg.Connection, space: int, keys: Iterable[str]) -> None:
-    """Transaction-scoped advisory locks, taken in ascending key order (no lock-order cycles)."""
-    for key in sorted({_lock_key(k) for k in keys}):
-        await conn.execute("select pg_advisory_xact_lock($1, $2)", space, key)
-
-
-def _lock_key(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big", signed=True)
 
 
 def _raw_headers(raw: RawDelivery) -> dict[str, str]:
@@ -383,88 +329,8 @@ async def get_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
     return await _get_order(conn, order_id)
 
 
-def _count(done: list[Applied]) -> None:
+def count_outcomes(done: list[Applied]) -> None:
     for applied in done:
         metrics.LEDGER_OUTCOMES.labels(applied.provider, str(applied.source), applied.outcome.kind).inc()
         for kind in applied.new_anomalies:
             metrics.ANOMALIES.labels(kind).inc()
-
-
-# --- registration -------------------------------------------------------------------------------
-
-_FIELDS = ("amount", "currency", "provider", "account", "reference", "provider_data", "metadata")
-
-
-def request_hash(new: NewOrder) -> str:
-    return hashlib.sha256(msgspec.json.encode(new.normalized(), order="sorted")).hexdigest()
-
-
-async def register_order(pool: asyncpg.Pool, new: NewOrder) -> Registration:
-    """Register an expected payment; the same body again is a no-op, another body a conflict."""
-    new = new.normalized()
-    assert new.reference is not None
-    async with pool.acquire() as conn, conn.transaction():
-        await _lock(conn, REFERENCE_LOCK, [_reference_key(new.provider, new.account, new.reference)])
-        await _lock(conn, ORDER_LOCK, [new.id])
-        inserted = await conn.fetchval(
-            """insert into orders (id, amount, currency, provider, account, reference, provider_data, metadata,
-                                   request_hash)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9) on conflict (id) do nothing returning id""",
-            new.id,
-            new.amount,
-            new.currency,
-            new.provider,
-            new.account,
-            new.reference,
-            new.provider_data,
-            new.metadata,
-            request_hash(new),
-        )
-        if inserted is None:
-            existing = await _get_order(conn, new.id)
-            assert existing is not None
-            differing = [f for f in _FIELDS if getattr(existing, f) != getattr(new, f)]
-            if differing:
-                raise OrderConflictError(
-                    f"order {new.id} is registered with a different {', '.join(differing)}", fields=differing
-                )
-            return Registration(order=existing, created=False)
-        await _add_reference(conn, new.id, new.provider, new.account, new.reference, new.provider_data)
-        done = await _replay(conn, new.id)
-        order = await _get_order(conn, new.id)
-    _count(done)
-    assert order is not None
-    return Registration(order=order, created=True, replayed=[a.outcome for a in done])
-
-
-async def add_reference(pool: asyncpg.Pool, order_id: str, ref: NewReference) -> Registration:
-    """Add a payment attempt's gateway reference to an order (idempotent for the same order)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await _lock(conn, REFERENCE_LOCK, [_reference_key(ref.provider, ref.account, ref.reference)])
-        await _lock(conn, ORDER_LOCK, [order_id])
-        if await conn.fetchval("select 1 from orders where id = $1 for update", order_id) is None:
-            raise OrderNotFoundError(f"no order {order_id}")
-        owner = await reference_owner(conn, ref.provider, ref.account, ref.reference)
-        if owner == order_id:
-            order = await _get_order(conn, order_id)
-            assert order is not None
-            return Registration(order=order, created=False)
-        await _add_reference(conn, order_id, ref.provider, ref.account, ref.reference, ref.provider_data)
-        await conn.execute("update orders set updated_at = now() where id = $1", order_id)
-        done = await _replay(conn, order_id)
-        order = await _get_order(conn, order_id)
-    _count(done)
-    assert order is not None
-    return Registration(order=order, created=True, replayed=[a.outcome for a in done])
-
-
-async def _add_reference(
-    conn: asyncpg.Connection, order_id: str, provider: str, account: str, reference: str, data: dict[str, Any]
-) -> None:
-    if not await _insert_reference(conn, order_id, provider, account, reference, data):
-        owner = await reference_owner(conn, provider, account, reference)
-        raise ReferenceTakenError(
-            f"{provider} reference {reference!r} (account {account!r}) belongs to order {owner}",
-            field="reference",
-            order_id=owner,
-        )

@@ -1,0 +1,38 @@
+"""Advisory locks of the ledger.
+
+Locks, always taken in this order so no two transactions wait on each other in a cycle:
+1. one advisory lock on the event's or registration's (provider, account, reference);
+2. advisory locks on order ids (sorted) — the order an event claims (Stripe metadata.order_id),
+   or the order being registered;
+3. the order's row (`select … for update`).
+(1) and (2) close the quarantine race: an event looking for an order and a registration
+creating it serialize on the same key, so either the event commits to quarantine first and
+the registration's replay sees it, or the registration commits first and the event finds the
+order. Without them both could run concurrently, each missing the other, and the event would
+stay in quarantine forever. The row lock then serializes events of one order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import asyncpg
+
+# Namespaces of the two-int advisory locks (the migrations' one-bigint lock is a separate space).
+REFERENCE_LOCK = 0x5052_4600  # "PRF"
+ORDER_LOCK = 0x5052_4F00  # "PRO"
+
+
+def reference_key(provider: str, account: str, reference: str) -> str:
+    return f"{provider}\x1f{account}\x1f{reference}"
+
+
+async def lock(conn: asyncpg.Connection, space: int, keys: Iterable[str]) -> None:
+    """Transaction-scoped advisory locks, taken in ascending key order (no lock-order cycles)."""
+    for key in sorted({_lock_key(k) for k in keys}):
+        await conn.execute("select pg_advisory_xact_lock($1, $2)", space, key)
+
+
+def _lock_key(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big", signed=True)
