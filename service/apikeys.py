@@ -16,6 +16,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from service.db import Conn
+
 SCOPES = ("orders:read", "orders:write", "recon:read", "recon:run")
 KEY_PREFIX = "prk_"
 _PREFIX_LEN = len(KEY_PREFIX) + 8
@@ -55,7 +57,7 @@ def _convert(row: asyncpg.Record) -> ApiKey:
     return msgspec.convert(dict(row), ApiKey)
 
 
-async def create(conn: asyncpg.Connection, name: str, scopes: list[str]) -> NewKey:
+async def create(conn: Conn, name: str, scopes: list[str]) -> NewKey:
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ApiKeyError(f"scopes must be some of {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})")
@@ -74,14 +76,14 @@ async def create(conn: asyncpg.Connection, name: str, scopes: list[str]) -> NewK
     return NewKey(key=key, api_key=_convert(row))
 
 
-async def list_keys(conn: asyncpg.Connection, *, include_revoked: bool = True) -> list[ApiKey]:
+async def list_keys(conn: Conn, *, include_revoked: bool = True) -> list[ApiKey]:
     rows = await conn.fetch(
         f"select {_COLUMNS} from api_keys where $1 or revoked_at is null order by id", include_revoked
     )
     return [_convert(r) for r in rows]
 
 
-async def revoke(conn: asyncpg.Connection, prefix_or_id: str) -> ApiKey:
+async def revoke(conn: Conn, prefix_or_id: str) -> ApiKey:
     """Revoke a key named by its prefix or id; revoking twice keeps the first time."""
     key_id = int(prefix_or_id) if prefix_or_id.isdigit() else None
     row = await conn.fetchrow(
@@ -95,7 +97,7 @@ async def revoke(conn: asyncpg.Connection, prefix_or_id: str) -> ApiKey:
     return _convert(row)
 
 
-async def authenticate(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> ApiKey | None:
+async def authenticate(conn: Conn | asyncpg.Pool, key: str) -> ApiKey | None:
     """The live key `key` is, or None (unknown, wrong secret or revoked)."""
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None

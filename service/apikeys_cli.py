@@ -13,12 +13,12 @@ from rich.table import Table
 
 from service import apikeys, embedded
 from service.cli import CliError, get_settings, run_async
-from service.db import create_pool
+from service.db import Conn, create_pool
 
 T = TypeVar("T")
 
 
-def _with_connection(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+def _with_connection(work: Callable[[Conn], Awaitable[T]]) -> T:
     """Run `work` on a connection to the configured (or embedded) database."""
     settings = get_settings()
     # Keys live in PostgreSQL alone: a placeholder Redis URL keeps `resolved` from starting a Redis.

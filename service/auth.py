@@ -8,6 +8,8 @@ with `guards=[requires("orders:read")]`: 403 for a valid key without it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -20,13 +22,13 @@ from service.apikeys import SCOPES, ApiKey
 PUBLIC_PATHS = [r"^/webhooks(/|$)", r"^/healthz$", r"^/readyz$", r"^/metrics$", r"^/schema(/|$)"]
 
 # The OpenAPI security requirement of a keyed route (the scheme is declared in service.app).
-SECURITY = [{"bearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="payrecon"'}
 
 
 class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
-    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         header = connection.headers.get("authorization")
         if not header:
             raise NotAuthorizedException("missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
@@ -44,7 +46,7 @@ def requires(scope: str) -> Guard:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
-    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         key = connection.scope.get("auth")
         if not isinstance(key, ApiKey):  # a route left out of authentication cannot be scoped
             raise NotAuthorizedException("missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)

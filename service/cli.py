@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import signal
-import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -29,7 +28,7 @@ class CliError(click.ClickException):
 
 def get_settings(**overrides: object) -> Settings:
     try:
-        return load_settings(**overrides)
+        return load_settings(None, **overrides)  # None: the process environment
     except SettingsError as exc:
         raise CliError(str(exc)) from None
 
@@ -149,4 +148,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal, TypeAlias
 
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+# What query helpers take: a bare connection (migrations, tests) or the proxy `pool.acquire()`
+# hands out — both offer fetch/execute/transaction; asyncpg-stubs types them apart.
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+Isolation: TypeAlias = Literal["read_committed", "read_uncommitted", "repeatable_read", "serializable"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -53,7 +60,16 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
 
 
 @asynccontextmanager
-async def transaction(pool: asyncpg.Pool, **options: object) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(
+    pool: asyncpg.Pool,
+    *,
+    isolation: Isolation | None = None,
+    readonly: bool = False,
+    deferrable: bool = False,
+) -> AsyncIterator[PoolConnectionProxy]:
     """A connection in one transaction: committed on normal exit, rolled back on error."""
-    async with pool.acquire() as conn, conn.transaction(**options):  # type: ignore[arg-type]
+    async with (
+        pool.acquire() as conn,
+        conn.transaction(isolation=isolation, readonly=readonly, deferrable=deferrable),
+    ):
         yield conn

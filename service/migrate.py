@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 from importlib.resources import files
 
-import asyncpg
 import msgspec
+
+from service.db import Conn
 
 # Any constant unique to this application: pg_advisory_lock takes one bigint.
 MIGRATION_LOCK_KEY = 0x7061_7972_6563_6F6E  # "payrecon"
@@ -50,7 +51,7 @@ create table if not exists schema_migrations (
 )"""
 
 
-async def _applied(conn: asyncpg.Connection) -> dict[str, str]:
+async def _applied(conn: Conn) -> dict[str, str]:
     exists = await conn.fetchval("select to_regclass('schema_migrations') is not null")
     if not exists:
         return {}
@@ -66,7 +67,7 @@ def _check_edits(migrations: list[Migration], applied: dict[str, str]) -> None:
         raise MigrationError(f"the database has migrations this code does not know: {', '.join(unknown)}")
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
+async def migrate(conn: Conn) -> list[str]:
     """Apply what is missing; return the versions applied now."""
     migrations = available()
     await conn.execute("select pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
@@ -89,7 +90,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         await conn.execute("select pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
 
 
-async def pending(conn: asyncpg.Connection) -> list[str]:
+async def pending(conn: Conn) -> list[str]:
     """Versions not applied yet (raises MigrationError when the database is ahead or edited)."""
     migrations = available()
     applied = await _applied(conn)

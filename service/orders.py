@@ -18,6 +18,7 @@ import asyncpg
 import msgspec
 
 from providers.base import PaymentStatus
+from service.db import Conn
 from service.model import Order, OrderReference, Transition
 
 _ORDER = """
@@ -79,7 +80,7 @@ def _order(row: asyncpg.Record) -> Order:
     return msgspec.convert({**fields, "references": refs}, Order, from_attributes=True)
 
 
-async def get_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
+async def get_order(conn: Conn, order_id: str) -> Order | None:
     row = await conn.fetchrow(_ORDER + " where o.id = $1", order_id)
     return None if row is None else _order(row)
 
@@ -100,7 +101,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str | int]:
 
 
 async def list_orders(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     limit: int,
     status: PaymentStatus | None = None,
@@ -132,7 +133,7 @@ async def list_orders(
     return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
 
 
-async def order_events(conn: asyncpg.Connection, order_id: str) -> tuple[list[StoredEvent], list[Transition]]:
+async def order_events(conn: Conn, order_id: str) -> tuple[list[StoredEvent], list[Transition]]:
     """Every event matched to the order (with its outcome and source) and every transition."""
     events = await conn.fetch(
         """select id, provider, dedupe_key, account, reference, claimed_order_id, order_id, status, amount,
@@ -153,7 +154,7 @@ async def order_events(conn: asyncpg.Connection, order_id: str) -> tuple[list[St
 
 
 async def list_anomalies(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     limit: int,
     kind: str | None = None,
@@ -184,7 +185,7 @@ async def list_anomalies(
     return page, encode_cursor(page[-1].created_at, page[-1].id) if more else None
 
 
-async def reference_owner(conn: asyncpg.Connection, provider: str, account: str, reference: str) -> str | None:
+async def reference_owner(conn: Conn, provider: str, account: str, reference: str) -> str | None:
     """The order a gateway reference belongs to, if any."""
     owner: str | None = await conn.fetchval(
         "select order_id from order_references where provider = $1 and account = $2 and reference = $3",
@@ -195,7 +196,7 @@ async def reference_owner(conn: asyncpg.Connection, provider: str, account: str,
     return owner
 
 
-async def has_provider(conn: asyncpg.Connection, order_id: str, provider: str) -> bool:
+async def has_provider(conn: Conn, order_id: str, provider: str) -> bool:
     """Whether the order holds a reference of this gateway (then a claim of its id matches)."""
     found = await conn.fetchval(
         "select 1 from order_references where order_id = $1 and provider = $2 limit 1", order_id, provider
@@ -204,7 +205,7 @@ async def has_provider(conn: asyncpg.Connection, order_id: str, provider: str) -
 
 
 async def list_quarantined(
-    conn: asyncpg.Connection, *, limit: int, provider: str | None = None, cursor: str | None = None
+    conn: Conn, *, limit: int, provider: str | None = None, cursor: str | None = None
 ) -> tuple[list[StoredEvent], str | None]:
     """Events no registered order matches yet (outcome `unknown_order`), oldest first."""
     _, after_id = decode_cursor(cursor) if cursor else (None, None)

@@ -13,6 +13,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from service.db import Conn
+
 # Column bounds: the provider and account come from the URL, i.e. from whoever sent the request.
 _MAX_NAME = 128
 _MAX_DETAIL = 2000
@@ -103,7 +105,7 @@ limit $2
 """
 
 
-async def recent(conn: asyncpg.Connection, *, provider: str | None = None, limit: int = 100) -> list[RejectedDelivery]:
+async def recent(conn: Conn, *, provider: str | None = None, limit: int = 100) -> list[RejectedDelivery]:
     """The newest refused deliveries first, optionally of one gateway."""
     rows = await conn.fetch(_RECENT, provider, limit)
     return msgspec.convert(rows, list[RejectedDelivery])

@@ -5,6 +5,7 @@ formats and resultCode table live in `wire.py`, signatures in `signing.py`, the 
 query client in `status.py`, and a simulator of MoMo in `simulator.py` (tests and demo).
 """
 
-from providers.momo.adapter import Account, Adapter
+from providers.momo.account import Account
+from providers.momo.adapter import Adapter
 
 __all__ = ["Account", "Adapter"]

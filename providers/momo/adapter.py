@@ -14,7 +14,6 @@ import msgspec
 from providers.base import (
     Ack,
     Clock,
-    GatewayAccount,
     OutcomeKind,
     PaymentEvent,
     PaymentStatus,
@@ -25,6 +24,7 @@ from providers.base import (
 from providers.errors import MalformedError, SignatureError, UnknownAccountError
 from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
 from providers.momo import signing, status
+from providers.momo.account import Account as MomoAccount  # in Adapter, `Account` is the ClassVar
 from providers.momo.wire import RESULT_CODES, UNLISTED_FLAG, CodeKind, Ipn
 
 NAME = "momo"
@@ -36,35 +36,6 @@ REJECTIONS: tuple[tuple[type[Exception], str], ...] = (  # most specific first
 )
 
 
-class Account(GatewayAccount, kw_only=True, forbid_unknown_fields=True):
-    """One MoMo partner code, as a `[[momo]]` table of PAYRECON_GATEWAYS.
-
-    `secret_keys` lists every secret that may have signed an IPN (rotation: the new one
-    first, the old one until MoMo stops using it); outgoing requests are signed with the
-    first. A single `secret_key` is accepted too, as in DESIGN.md §7 — not both.
-    """
-
-    api_base: str = "https://test-payment.momo.vn"
-    partner_code: str
-    access_key: str
-    secret_keys: list[str] = []
-    secret_key: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.secret_key is not None and self.secret_keys:
-            raise ValueError(f"momo account {self.account!r}: give secret_key or secret_keys, not both")
-        if self.secret_key is not None:
-            self.secret_keys = [self.secret_key]
-        if not self.secret_keys or not all(self.secret_keys):
-            raise ValueError(f"momo account {self.account!r}: secret_keys must list at least one non-empty secret")
-        if not self.partner_code or not self.access_key:
-            raise ValueError(f"momo account {self.account!r}: partner_code and access_key must not be empty")
-
-    @property
-    def signing_secret(self) -> str:
-        return self.secret_keys[0]
-
-
 def new_request_id() -> str:
     """MoMo wants a new requestId (at most 50 characters) for every call (§3)."""
     return f"payrecon-{uuid.uuid4().hex}"
@@ -74,11 +45,11 @@ class Adapter:
     """MoMo (AIO v2): JSON IPNs signed with HMAC-SHA256, acknowledged with 204; `/v2/gateway/api/query`."""
 
     name: ClassVar[str] = NAME
-    Account: ClassVar[type[Account]] = Account
+    Account: ClassVar[type[MomoAccount]] = MomoAccount
 
     def __init__(
         self,
-        accounts: Sequence[Account],
+        accounts: Sequence[MomoAccount],
         *,
         clock: Clock = utcnow,
         retry: RetryPolicy = DEFAULT_POLICY,
@@ -89,8 +60,8 @@ class Adapter:
         self.retry = retry
         self.sleep = sleep
         self.request_id = request_id
-        self.accounts: dict[str, Account] = {}
-        self.by_partner: dict[str, Account] = {}
+        self.accounts: dict[str, MomoAccount] = {}
+        self.by_partner: dict[str, MomoAccount] = {}
         for account in accounts:
             if account.account in self.accounts:
                 raise ValueError(f"momo: account {account.account!r} is configured twice")
@@ -101,7 +72,7 @@ class Adapter:
 
     # --- IPN ---------------------------------------------------------------------------
 
-    def _decode(self, request: WebhookRequest) -> tuple[Ipn, Account, dict[str, Any]]:
+    def _decode(self, request: WebhookRequest) -> tuple[Ipn, MomoAccount, dict[str, Any]]:
         # Decode the whole body first (a typed decode skips unknown fields without checking
         # their UTF-8), then type it: ints must be JSON integers, never floats (§8.2).
         try:
@@ -113,7 +84,7 @@ class Adapter:
             ) from None
         return ipn, self._account_for(ipn.partnerCode, request.account), payload
 
-    def _account_for(self, partner_code: str, url_account: str | None) -> Account:
+    def _account_for(self, partner_code: str, url_account: str | None) -> MomoAccount:
         if url_account is not None:
             account = self.accounts.get(url_account)
             if account is None:
@@ -158,6 +129,7 @@ class Adapter:
             occurred_at = EPOCH + timedelta(milliseconds=ipn.responseTime)
         except OverflowError:
             raise MalformedError(f"momo IPN: responseTime {ipn.responseTime} is not epoch milliseconds") from None
+        flag: str | None
         if meaning is None:
             state, flag = PaymentStatus.PENDING, UNLISTED_FLAG.format(code=ipn.resultCode)
         else:

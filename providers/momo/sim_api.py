@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -64,7 +64,7 @@ def build_app(sim: Simulator) -> Litestar:
             body["subErrors"] = [{"field": field, "message": detail}]
         return _json(body, 400)  # (unconfirmed beyond resultCode 20) MoMo answers refusals with HTTP 400
 
-    def authenticate(partner_code: str, signature: str, signed: dict[str, object]) -> Response[bytes] | None:
+    def authenticate(partner_code: str, signature: str, signed: Mapping[str, object]) -> Response[bytes] | None:
         if partner_code != sim.partner_code:
             return refusal(13)
         expected = sign_sorted(sim.secret_key, {**signed, "accessKey": sim.access_key})

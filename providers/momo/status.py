@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import msgspec
@@ -13,10 +13,8 @@ from providers.base import Clock, PaymentEvent, PaymentStatus, StatusQuery
 from providers.errors import GatewayRejectedError, GatewayUnavailableError
 from providers.http import RetryPolicy, Sleep, send_with_retry
 from providers.momo import signing
+from providers.momo.account import Account
 from providers.momo.wire import RESULT_CODES, UNLISTED_FLAG, CodeKind, QueryRequest, QueryResponse
-
-if TYPE_CHECKING:
-    from providers.momo.adapter import Account
 
 QUERY_PATH = "/v2/gateway/api/query"
 HEADERS = {"Content-Type": "application/json; charset=UTF-8"}

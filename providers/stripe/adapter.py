@@ -14,7 +14,7 @@ from providers.base import Ack, Clock, OutcomeKind, PaymentEvent, StatusQuery, W
 from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
 from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
 from providers.stripe import signing, status
-from providers.stripe.config import Account
+from providers.stripe.config import Account as StripeAccount  # in Adapter, `Account` is the ClassVar
 from providers.stripe.events import events_from_payload
 
 DEFAULT_ACCOUNT = "default"  # /webhooks/stripe (no {account} in the URL) is this account
@@ -32,17 +32,17 @@ class Adapter:
     """Stripe for payrecon (reference/stripe.md). Accounts are looked up by their name in the URL."""
 
     name: ClassVar[str] = "stripe"
-    Account: ClassVar[type[Account]] = Account
+    Account: ClassVar[type[StripeAccount]] = StripeAccount
 
     def __init__(
         self,
-        accounts: Sequence[Account],
+        accounts: Sequence[StripeAccount],
         *,
         clock: Clock = utcnow,
         retry: RetryPolicy = DEFAULT_POLICY,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.accounts: dict[str, Account] = {}
+        self.accounts: dict[str, StripeAccount] = {}
         for account in accounts:
             if account.account in self.accounts:
                 raise ValueError(f"stripe account {account.account!r} is configured twice in PAYRECON_GATEWAYS")
@@ -51,7 +51,7 @@ class Adapter:
         self.retry = retry
         self.sleep = sleep
 
-    def account(self, name: str | None) -> Account:
+    def account(self, name: str | None) -> StripeAccount:
         name = DEFAULT_ACCOUNT if name is None else name
         found = self.accounts.get(name)
         if found is None:

@@ -170,7 +170,7 @@ async def find_intent(api: StripeAPI, query: StatusQuery) -> tuple[PaymentIntent
         response = await api.get(f"/v1/payment_intents/{pi_id}", [("expand[]", "latest_charge")])
         return None if response is None else api.decode(response, PaymentIntent, f"payment_intent {pi_id}")
     # No PaymentIntent id known: find it by our order id (Search is eventually consistent, seconds).
-    params = [
+    params: list[tuple[str, str | int]] = [
         ("query", search_query(api.account.order_id_metadata_key, query.order_id)),
         ("expand[]", "data.latest_charge"),
         ("limit", PAGE_SIZE),

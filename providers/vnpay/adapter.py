@@ -15,7 +15,7 @@ from providers.base import Ack, Clock, OutcomeKind, PaymentEvent, StatusQuery, W
 from providers.errors import GatewayRejectedError, MalformedError, SignatureError, UnknownAccountError
 from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
 from providers.vnpay import query
-from providers.vnpay.account import Account
+from providers.vnpay.account import Account as VnpayAccount  # in Adapter, `Account` is the ClassVar
 from providers.vnpay.signing import candidate_signing_strings, hmac_sha512, matches, parse_vnp_date, signed_fields
 from providers.vnpay.status import ipn_verdict
 from providers.vnpay.wire import (
@@ -54,11 +54,11 @@ class Adapter:
     """VNPay PAY 2.1.0: IPN GET (or form POST) with vnp_SecureHash, querydr status API."""
 
     name: ClassVar[str] = "vnpay"
-    Account: ClassVar[type[Account]] = Account
+    Account: ClassVar[type[VnpayAccount]] = VnpayAccount
 
     def __init__(
         self,
-        accounts: Sequence[Account],
+        accounts: Sequence[VnpayAccount],
         *,
         clock: Clock = utcnow,
         retry: RetryPolicy = DEFAULT_POLICY,
@@ -67,8 +67,8 @@ class Adapter:
         self.clock = clock
         self.retry = retry
         self.sleep = sleep
-        self.accounts: dict[str, Account] = {}
-        self._by_tmn: dict[str, Account] = {}
+        self.accounts: dict[str, VnpayAccount] = {}
+        self._by_tmn: dict[str, VnpayAccount] = {}
         for account in accounts:
             if account.account in self.accounts or account.tmn_code in self._by_tmn:
                 raise ValueError(f"vnpay account {account.account!r} / terminal {account.tmn_code!r} is listed twice")
@@ -181,7 +181,7 @@ class Adapter:
             raise MalformedError("no vnp_* parameters: expected VNPay's IPN query string (GET ?vnp_Amount=…)")
         return params
 
-    def _account(self, params: dict[str, str], request: WebhookRequest) -> Account:
+    def _account(self, params: dict[str, str], request: WebhookRequest) -> VnpayAccount:
         tmn_code = params.get("vnp_TmnCode")
         if not tmn_code:
             raise MalformedError("the IPN has no vnp_TmnCode; cannot tell which terminal it is for")

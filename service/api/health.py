@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 from litestar import Request, get
@@ -23,7 +24,7 @@ async def healthz() -> Health:
 
 
 @get("/readyz", exclude_from_auth=True, operation_id="readyz", tags=["health"])
-async def readyz(request: Request) -> Response[Health]:
+async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
     """PostgreSQL and Redis are reachable; 503 naming what is not."""
     checks: dict[str, str] = {}
     try:

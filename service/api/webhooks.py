@@ -7,6 +7,7 @@ exactly as it came over the wire, and hand it to `service.ingest`, which decides
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from litestar import HttpMethod, Request, route
 from litestar.params import FromPath
@@ -34,18 +35,20 @@ class _OversizedError(Exception):
 
 
 @route("/webhooks/{provider:str}", http_method=_METHODS, exclude_from_auth=True, include_in_schema=False)
-async def webhook(request: Request, provider: FromPath[str]) -> Response[bytes]:
+async def webhook(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """A delivery for the gateway's default account (or one the body names: MoMo partnerCode, VNPay TmnCode)."""
     return await _deliver(request, provider, None)
 
 
 @route("/webhooks/{provider:str}/{account:str}", http_method=_METHODS, exclude_from_auth=True, include_in_schema=False)
-async def webhook_for_account(request: Request, provider: FromPath[str], account: FromPath[str]) -> Response[bytes]:
+async def webhook_for_account(
+    request: Request[Any, Any, Any], provider: FromPath[str], account: FromPath[str]
+) -> Response[bytes]:
     """A delivery for one named gateway account of PAYRECON_GATEWAYS."""
     return await _deliver(request, provider, account)
 
 
-async def _deliver(request: Request, provider: str, account: str | None) -> Response[bytes]:
+async def _deliver(request: Request[Any, Any, Any], provider: str, account: str | None) -> Response[bytes]:
     received_at = utcnow()
     settings: Settings = request.app.state.settings
     gateways: dict[str, GatewayAdapter] = request.app.state.gateways
@@ -72,15 +75,15 @@ async def _deliver(request: Request, provider: str, account: str | None) -> Resp
 
     delivery = _webhook_request(request, body, account, received_at)
     if adapter is None:
-        error = ingest.UnknownProviderError(
+        unknown = ingest.UnknownProviderError(
             f"no gateway {provider[:64]!r} is configured here; check the webhook URL registered with the gateway"
         )
-        await ingest.note_refusal(pool, provider, delivery, error, known_provider=False)
-        raise NotFoundError(str(error))
+        await ingest.note_refusal(pool, provider, delivery, unknown, known_provider=False)
+        raise NotFoundError(str(unknown))
     return _response(await ingest.ingest(pool, provider, adapter, delivery))
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
     """The body, read straight off the ASGI channel so an oversized one is never buffered whole."""
     announced = request.headers.get("content-length")
     if announced is not None and announced.isdigit() and int(announced) > limit:
@@ -101,7 +104,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _webhook_request(request: Request, body: bytes, account: str | None, received_at: datetime) -> WebhookRequest:
+def _webhook_request(
+    request: Request[Any, Any, Any], body: bytes, account: str | None, received_at: datetime
+) -> WebhookRequest:
     headers: dict[str, str] = {}
     for raw_name, raw_value in request.scope["headers"]:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")

@@ -12,6 +12,7 @@ import msgspec
 
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
 from service import metrics
+from service.db import Conn
 from service.ledger.locks import ORDER_LOCK, REFERENCE_LOCK, lock, reference_key
 from service.model import Order, OrderState, Outcome, RawDelivery, Source
 from service.orders import get_order as _get_order
@@ -97,9 +98,7 @@ async def apply(
     return outcome
 
 
-async def _apply(
-    conn: asyncpg.Connection, event: PaymentEvent, source: Source, raw: RawDelivery | None
-) -> list[Applied]:
+async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelivery | None) -> list[Applied]:
     """The work of `apply`; [] for a duplicate, else this event's Applied (and any it released)."""
     await lock(conn, REFERENCE_LOCK, [reference_key(event.provider, event.account, event.reference)])
     row = await conn.fetchrow(
@@ -146,13 +145,14 @@ async def _apply(
     return [Applied(outcome=outcome, provider=event.provider, source=source, current=True)]
 
 
-async def _step(conn: asyncpg.Connection, order_id: str, event: _Event, *, current: bool = False) -> Applied:
+async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = False) -> Applied:
     """Apply one stored event to one order: rules, order update, audit row, anomalies."""
     row = await conn.fetchrow(
         """select amount, currency, status, status_at, refunded_amount, provider_payment_id, paid_at, version
            from orders where id = $1 for update""",
         order_id,
     )
+    assert row is not None  # every caller found the order under its lock, and orders are never deleted
     facts = msgspec.convert(dict(row), Facts)
     news = msgspec.convert(msgspec.structs.asdict(event), News)
     decision = decide(facts, news)
@@ -225,7 +225,7 @@ async def _step(conn: asyncpg.Connection, order_id: str, event: _Event, *, curre
     )
 
 
-async def replay(conn: asyncpg.Connection, order_id: str, *, current: int | None = None) -> list[Applied]:
+async def replay(conn: Conn, order_id: str, *, current: int | None = None) -> list[Applied]:
     """Apply the quarantined events that now match the order, in gateway time order.
 
     They match by one of the order's references, or by claiming the order's id for a gateway
@@ -266,7 +266,7 @@ async def replay(conn: asyncpg.Connection, order_id: str, *, current: int | None
     return done
 
 
-async def _sibling_claims(conn: asyncpg.Connection, provider: str, account: str, reference: str) -> set[str]:
+async def _sibling_claims(conn: Conn, provider: str, account: str, reference: str) -> set[str]:
     rows = await conn.fetch(
         """select distinct claimed_order_id from payment_events
            where provider = $1 and account = $2 and reference = $3
@@ -279,7 +279,7 @@ async def _sibling_claims(conn: asyncpg.Connection, provider: str, account: str,
 
 
 async def insert_reference(
-    conn: asyncpg.Connection, order_id: str, provider: str, account: str, reference: str, data: dict[str, Any]
+    conn: Conn, order_id: str, provider: str, account: str, reference: str, data: dict[str, Any]
 ) -> bool:
     added = await conn.fetchval(
         """insert into order_references (provider, account, reference, order_id, provider_data)
@@ -299,7 +299,7 @@ def _raw_headers(raw: RawDelivery) -> dict[str, str]:
 
 
 async def record_anomaly(
-    conn: asyncpg.Connection,
+    conn: Conn,
     kind: str,
     *,
     order_id: str | None,
@@ -325,7 +325,7 @@ async def record_anomaly(
     return bool(new)
 
 
-async def get_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
+async def get_order(conn: Conn, order_id: str) -> Order | None:
     return await _get_order(conn, order_id)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-import asyncpg
+from service.db import Conn
 
 # Namespaces of the two-int advisory locks (the migrations' one-bigint lock is a separate space).
 REFERENCE_LOCK = 0x5052_4600  # "PRF"
@@ -28,7 +28,7 @@ def reference_key(provider: str, account: str, reference: str) -> str:
     return f"{provider}\x1f{account}\x1f{reference}"
 
 
-async def lock(conn: asyncpg.Connection, space: int, keys: Iterable[str]) -> None:
+async def lock(conn: Conn, space: int, keys: Iterable[str]) -> None:
     """Transaction-scoped advisory locks, taken in ascending key order (no lock-order cycles)."""
     for key in sorted({_lock_key(k) for k in keys}):
         await conn.execute("select pg_advisory_xact_lock($1, $2)", space, key)

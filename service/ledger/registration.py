@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.db import Conn
 from service.ledger.apply_event import count_outcomes, insert_reference, replay
 from service.ledger.locks import ORDER_LOCK, REFERENCE_LOCK, lock, reference_key
 from service.model import NewOrder, NewReference, Order, Outcome
@@ -101,7 +102,7 @@ async def add_reference(pool: asyncpg.Pool, order_id: str, ref: NewReference) ->
 
 
 async def _add_reference(
-    conn: asyncpg.Connection, order_id: str, provider: str, account: str, reference: str, data: dict[str, Any]
+    conn: Conn, order_id: str, provider: str, account: str, reference: str, data: dict[str, Any]
 ) -> None:
     if not await insert_reference(conn, order_id, provider, account, reference, data):
         owner = await reference_owner(conn, provider, account, reference)
