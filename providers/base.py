@@ -118,8 +118,14 @@ class GatewayAdapter(Protocol):
     """
 
     name: ClassVar[str]
-    Account: ClassVar[type[GatewayAccount]]
-    accounts: Mapping[str, GatewayAccount]  # account name → its configuration
+    Account: ClassVar[type[GatewayAccount]]  # the gateway's subclass; PAYRECON_GATEWAYS tables decode into it
+
+    def __init__(self, accounts: Sequence[GatewayAccount], *, clock: Clock = ...) -> None:
+        """Hold these accounts (each an instance of `Account`); `clock` is the time status answers carry."""
+
+    @property
+    def accounts(self) -> Mapping[str, GatewayAccount]:
+        """Account name → its configuration (read-only here, so an adapter may hold its own subclass)."""
 
     def verify(self, request: WebhookRequest) -> None:
         """Check the signature over the raw request; raise SignatureError, ReplayError or MalformedError."""

@@ -14,6 +14,7 @@ import msgspec
 from providers.base import (
     Ack,
     Clock,
+    GatewayAccount,
     OutcomeKind,
     PaymentEvent,
     PaymentStatus,
@@ -45,7 +46,7 @@ class Adapter:
     """MoMo (AIO v2): JSON IPNs signed with HMAC-SHA256, acknowledged with 204; `/v2/gateway/api/query`."""
 
     name: ClassVar[str] = NAME
-    Account: ClassVar[type[MomoAccount]] = MomoAccount
+    Account: ClassVar[type[GatewayAccount]] = MomoAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ from typing import ClassVar
 import httpx
 import msgspec
 
-from providers.base import Ack, Clock, OutcomeKind, PaymentEvent, StatusQuery, WebhookRequest, utcnow
+from providers.base import Ack, Clock, GatewayAccount, OutcomeKind, PaymentEvent, StatusQuery, WebhookRequest, utcnow
 from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
 from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
 from providers.stripe import signing, status
@@ -32,7 +32,7 @@ class Adapter:
     """Stripe for payrecon (reference/stripe.md). Accounts are looked up by their name in the URL."""
 
     name: ClassVar[str] = "stripe"
-    Account: ClassVar[type[StripeAccount]] = StripeAccount
+    Account: ClassVar[type[GatewayAccount]] = StripeAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
     def __init__(
         self,

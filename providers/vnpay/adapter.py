@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 import httpx
 import msgspec
 
-from providers.base import Ack, Clock, OutcomeKind, PaymentEvent, StatusQuery, WebhookRequest, utcnow
+from providers.base import Ack, Clock, GatewayAccount, OutcomeKind, PaymentEvent, StatusQuery, WebhookRequest, utcnow
 from providers.errors import GatewayRejectedError, MalformedError, SignatureError, UnknownAccountError
 from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
 from providers.vnpay import query
@@ -54,7 +54,7 @@ class Adapter:
     """VNPay PAY 2.1.0: IPN GET (or form POST) with vnp_SecureHash, querydr status API."""
 
     name: ClassVar[str] = "vnpay"
-    Account: ClassVar[type[VnpayAccount]] = VnpayAccount
+    Account: ClassVar[type[GatewayAccount]] = VnpayAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
     def __init__(
         self,
