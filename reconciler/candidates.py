@@ -82,7 +82,8 @@ _ENSURE_ROWS = f"""
 # SKIP LOCKED: concurrent claimers of one run take disjoint rows without waiting. The lease names
 # the run, so a row is never claimed twice by one run (even after its lease is released), and is
 # left alone by other runs until it is released or expires. A live run backs the order off
-# (2 m, 5 m, 15 m, 1 h, 6 h); a dry run or a `since` sweep changes no schedule and ignores it.
+# (2 m, 5 m, 15 m, 1 h, 6 h); a dry run changes no schedule; a `since` sweep (an audit) claims
+# whatever the schedule says, and when live steps it like any other check (it did ask the gateway).
 # $5 batch, $6 run, $7 lease s, $8 dry run
 _CLAIM = f"""
     with {_CANDIDATES},

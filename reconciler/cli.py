@@ -78,7 +78,12 @@ async def opened_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 @click.command()
 @click.option("--burst", is_flag=True, help="Run the queued jobs, then exit (no cron).")
 def worker(burst: bool) -> None:
-    """Run the reconciliation worker: a run every PAYRECON_RECONCILE_EVERY seconds, and API-requested runs."""
+    """Run the reconciliation worker: scheduled runs and audits, and API-requested runs.
+
+    A run of open orders every PAYRECON_RECONCILE_EVERY seconds; an audit of every order created
+    inside PAYRECON_RECONCILE_HORIZON, paid ones too, every PAYRECON_RECONCILE_AUDIT_EVERY seconds
+    (default daily; 0 turns audits off).
+    """
     from reconciler.worker import close_worker, create_worker
 
     settings = get_settings()
@@ -153,17 +158,28 @@ def reconcile(provider: str | None, since: str | None, dry_run: bool) -> None:
 @click.command()
 @click.argument("run_id", type=int, required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def report(run_id: int | None, fmt: str) -> None:
+@click.option(
+    "--trigger",
+    type=click.Choice([t.value for t in Trigger]),
+    help="Without RUN_ID: the latest run of this kind (audit: the latest scheduled audit).",
+)
+def report(run_id: int | None, fmt: str, trigger: str | None) -> None:
     """Print a run's report (the latest run when no RUN_ID is given)."""
+    if run_id is not None and trigger is not None:
+        raise click.UsageError("give RUN_ID or --trigger, not both")
     settings = get_settings()
     with embedded.resolved(without_redis(settings)) as s:
 
         async def main() -> None:
             async with opened_pool(s) as pool:
                 async with pool.acquire() as conn:
-                    run = await (runs.latest_run(conn) if run_id is None else runs.get_run(conn, run_id))
+                    if run_id is None:
+                        run = await runs.latest_run(conn, None if trigger is None else Trigger(trigger))
+                    else:
+                        run = await runs.get_run(conn, run_id)
                 if run is None:
-                    raise CliError("no reconciliation run yet" if run_id is None else f"no run {run_id}")
+                    kind = f"{trigger} " if trigger else ""
+                    raise CliError(f"no {kind}reconciliation run yet" if run_id is None else f"no run {run_id}")
                 await reports.render(pool, run, fmt, sys.stdout)
 
         run_async(main)

@@ -1,9 +1,14 @@
-"""The arq worker: a cron job per `PAYRECON_RECONCILE_EVERY` slot and the run jobs the API enqueues.
+"""The arq worker: a run per `PAYRECON_RECONCILE_EVERY` slot, an audit per `PAYRECON_RECONCILE_AUDIT_EVERY` slot.
 
-Jobs are plain async functions: `reconcile_slot` (cron), `reconcile_now` (a run created by the
-API, enqueued by the name `service.jobs.RECONCILE_JOB`) and `join_run` (help check a run's
-candidates). arq's cron `unique` job id is not trusted alone to make one run per slot: the run
-row is keyed by its slot, so a second worker on the same slot joins that run as a helper.
+It also runs the jobs the API enqueues.
+
+Jobs are plain async functions: `reconcile_slot` (cron: open orders and open anomalies),
+`audit_slot` (cron: every order created inside the horizon, paid ones too, so refunds MoMo and
+VNPay announce by no webhook, and paid orders the gateway does not confirm, are found),
+`reconcile_now` (a run created by the API, enqueued by the name `service.jobs.RECONCILE_JOB`) and
+`join_run` (help check a run's candidates). arq's cron `unique` job id is not trusted alone to
+make one run per slot: the run row is keyed by (trigger, slot), so a second worker on the same
+slot joins that run as a helper, and an audit slot and a 5-minute slot on one instant are two runs.
 
 `payrecon worker` builds the worker from Settings; `arq reconciler.worker.WorkerSettings` works
 too when PAYRECON_DATABASE_URL and PAYRECON_REDIS_URL are set.
@@ -14,12 +19,14 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from arq import cron, func
 from arq.connections import RedisSettings
+from arq.cron import CronJob
 from arq.worker import Worker
 
 from providers.base import GatewayAdapter
@@ -34,20 +41,22 @@ log = logging.getLogger(__name__)
 
 RUN_TIMEOUT = 3600  # seconds a run job may take before arq cancels it
 ABANDONED_AFTER = 3600.0  # a run still `running` this long with no live lease has lost its workers
+EVERY = "PAYRECON_RECONCILE_EVERY"
+AUDIT_EVERY = "PAYRECON_RECONCILE_AUDIT_EVERY"
 
 
-def cron_schedule(every: float) -> tuple[float, dict[str, Any]]:
+def cron_schedule(every: float, setting: str = EVERY) -> tuple[float, dict[str, Any]]:
     """arq cron fields firing every `every` seconds, and the period actually used.
 
     Cron fields can only express periods that divide a minute, an hour or a day; another value
-    runs at the nearest one that does (a warning says so).
+    runs at the nearest one that does (a warning naming `setting` says so); a day at most.
     """
     periods = [float(s) for s in range(1, 61) if 60 % s == 0]
     periods += [60.0 * m for m in range(2, 61) if 60 % m == 0]
     periods += [3600.0 * h for h in range(2, 25) if 24 % h == 0]
     period = min(periods, key=lambda p: (abs(p - every), p))
     if period != every:
-        log.warning("PAYRECON_RECONCILE_EVERY=%g is not a cron period; running every %gs", every, period)
+        log.warning("%s=%g is not a cron period; running every %gs", setting, every, period)
     if period <= 60:
         return period, {"second": set(range(0, 60, int(period)))}
     if period <= 3600:
@@ -92,23 +101,53 @@ def _summary(run: ReconcileRun | None, role: str) -> dict[str, Any]:
 
 
 async def reconcile_slot(ctx: dict[str, Any]) -> dict[str, Any]:
-    """The cron job: start this slot's run, or help the run another worker started for it."""
+    """The cron job: start this slot's run over open orders, or help the run another worker started for it."""
     env: RunEnv = ctx["env"]
-    period, _ = cron_schedule(env.settings.reconcile_every)
+    return await _take_part(ctx, Trigger.CRON, cron_schedule(env.settings.reconcile_every)[0], lambda _: RunParams())
+
+
+def audit_params(slot: datetime, settings: Settings) -> RunParams:
+    """An audit is a `since` sweep over the horizon, counted from its slot (every worker computes the same)."""
+    return RunParams(since=slot - timedelta(seconds=settings.reconcile_horizon))
+
+
+async def audit_slot(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The audit cron job: this slot's sweep of every order inside the horizon, whatever its status."""
+    settings: Settings = ctx["env"].settings
+    if not settings.reconcile_audit_every:
+        return {"role": "none", "error": f"audits are off ({AUDIT_EVERY}=0)"}  # a job queued before a restart
+    period, _ = cron_schedule(settings.reconcile_audit_every, AUDIT_EVERY)
+    return await _take_part(ctx, Trigger.AUDIT, period, lambda slot: audit_params(slot, settings))
+
+
+async def _take_part(
+    ctx: dict[str, Any], trigger: Trigger, period: float, params: Callable[[datetime], RunParams]
+) -> dict[str, Any]:
+    """Lead the `trigger` run of this job's slot, or help the one another worker created first."""
+    env: RunEnv = ctx["env"]
     slot = slot_of(ctx.get("score") or datetime.now(UTC).timestamp() * 1000, period)
     async with env.pool.acquire() as conn:
         reaped = await runs.fail_abandoned(conn, ABANDONED_AFTER)
         if reaped:
             log.warning("runs %s had no worker left: marked failed", reaped)
-        run = await runs.create_run(conn, trigger=Trigger.CRON, params=RunParams(), slot=slot)
+        run = await runs.create_run(conn, trigger=trigger, params=params(slot), slot=slot)
         lead = run is not None
         if run is None:
-            run = await runs.run_of_slot(conn, slot)
+            run = await runs.run_of_slot(conn, slot, trigger)
     if run is None or run.status is not RunStatus.RUNNING:
         return {"role": "none", "slot": slot.isoformat()}
-    log.info("slot %s: %s run %s", slot.isoformat(), "leading" if lead else "helping", run.id)
+    log.info("%s slot %s: %s run %s", trigger.value, slot.isoformat(), "leading" if lead else "helping", run.id)
     ended = await execute(env, run, lead=lead)
     return _summary(ended if lead else run, "lead" if lead else "helper")
+
+
+def cron_jobs(settings: Settings) -> list[CronJob]:
+    """The scheduled jobs: a run every RECONCILE_EVERY, an audit every RECONCILE_AUDIT_EVERY (0: no audits)."""
+    jobs = [cron(reconcile_slot, timeout=RUN_TIMEOUT, **cron_schedule(settings.reconcile_every)[1])]
+    if settings.reconcile_audit_every:
+        fields = cron_schedule(settings.reconcile_audit_every, AUDIT_EVERY)[1]
+        jobs.append(cron(audit_slot, timeout=RUN_TIMEOUT, **fields))
+    return jobs
 
 
 async def reconcile_now(ctx: dict[str, Any], run_id: int) -> dict[str, Any]:
@@ -141,14 +180,13 @@ def worker_options(
 ) -> dict[str, Any]:
     """The keyword arguments of `arq.worker.Worker` for these settings (the whole worker configuration)."""
     assert settings.redis_url is not None, "resolve the embedded servers first (service.embedded.resolved)"
-    _, fields = cron_schedule(settings.reconcile_every)
     ctx: dict[str, Any] = {"settings": settings, "gateways": gateways, "http": http}
     return {
         "functions": [
             func(reconcile_now, name=RECONCILE_JOB, timeout=RUN_TIMEOUT, max_tries=1),
             func(join_run, timeout=RUN_TIMEOUT, max_tries=1),
         ],
-        "cron_jobs": [cron(reconcile_slot, timeout=RUN_TIMEOUT, **fields)] if schedule else [],
+        "cron_jobs": cron_jobs(settings) if schedule else [],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "job_serializer": JOB_ENCODE,

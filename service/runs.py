@@ -26,7 +26,8 @@ class RunStatus(StrEnum):
 
 
 class Trigger(StrEnum):
-    CRON = "cron"
+    CRON = "cron"  # the PAYRECON_RECONCILE_EVERY slot: open orders and open anomalies
+    AUDIT = "audit"  # the PAYRECON_RECONCILE_AUDIT_EVERY slot: every order inside the horizon, paid too
     API = "api"
     CLI = "cli"
 
@@ -95,10 +96,11 @@ async def create_run(
     dry_run: bool = False,
     slot: datetime | None = None,
 ) -> ReconcileRun | None:
-    """A new `running` run; None when a run for `slot` exists already (N workers, one run per slot)."""
+    """A new `running` run; None when a `trigger` run for `slot` exists already (N workers, one run per slot)."""
+    # (trigger, slot): an audit slot and the 5-minute slot on the same instant are two runs (0002)
     record = await conn.fetchrow(
         f"""insert into reconcile_runs (slot, trigger, params, dry_run) values ($1, $2, $3, $4)
-            on conflict (slot) do nothing returning {_RUN_COLUMNS}""",
+            on conflict (trigger, slot) do nothing returning {_RUN_COLUMNS}""",
         slot,
         trigger.value,
         msgspec.to_builtins(params),
@@ -111,21 +113,30 @@ async def get_run(conn: asyncpg.Connection, run_id: int) -> ReconcileRun | None:
     return _run(await conn.fetchrow(f"select {_RUN_COLUMNS} from reconcile_runs where id = $1", run_id))
 
 
-async def run_of_slot(conn: asyncpg.Connection, slot: datetime) -> ReconcileRun | None:
-    return _run(await conn.fetchrow(f"select {_RUN_COLUMNS} from reconcile_runs where slot = $1", slot))
+async def run_of_slot(conn: asyncpg.Connection, slot: datetime, trigger: Trigger) -> ReconcileRun | None:
+    return _run(
+        await conn.fetchrow(
+            f"select {_RUN_COLUMNS} from reconcile_runs where trigger = $1 and slot = $2", trigger.value, slot
+        )
+    )
 
 
-async def latest_run(conn: asyncpg.Connection) -> ReconcileRun | None:
-    return _run(await conn.fetchrow(f"select {_RUN_COLUMNS} from reconcile_runs order by id desc limit 1"))
+async def latest_run(conn: asyncpg.Connection, trigger: Trigger | None = None) -> ReconcileRun | None:
+    found = await list_runs(conn, before_id=None, limit=1, trigger=trigger)
+    return found[0] if found else None
 
 
-async def list_runs(conn: asyncpg.Connection, *, before_id: int | None, limit: int) -> list[ReconcileRun]:
-    """Newest first; keyset on id (ids grow with start time)."""
+async def list_runs(
+    conn: asyncpg.Connection, *, before_id: int | None, limit: int, trigger: Trigger | None = None
+) -> list[ReconcileRun]:
+    """Newest first, optionally of one trigger (the daily audits among the 5-minute runs); keyset on id."""
     records = await conn.fetch(
-        f"""select {_RUN_COLUMNS} from reconcile_runs where ($1::bigint is null or id < $1)
+        f"""select {_RUN_COLUMNS} from reconcile_runs
+            where ($1::bigint is null or id < $1) and ($3::text is null or trigger = $3)
             order by id desc limit $2""",
         before_id,
         limit,
+        None if trigger is None else trigger.value,
     )
     return [run for run in map(_run, records) if run is not None]
 

@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     reconcile_every: Seconds = 300.0
     reconcile_grace: Seconds = 120.0  # an order younger than this is left to its webhook
     reconcile_horizon: Seconds = 7 * 24 * 3600.0  # older open orders are not queried any more
+    # seconds between audit runs (every order created inside the horizon, paid ones too); 0 = none
+    reconcile_audit_every: Annotated[float, msgspec.Meta(ge=0)] = 24 * 3600.0
     reconcile_batch: Positive = 50
     worker_concurrency: Positive = 10
     queue_name: str = "payrecon:queue"  # the arq queue shared by the API and the worker

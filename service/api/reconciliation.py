@@ -114,9 +114,16 @@ async def start_run(request: Request[Any, Any, Any], body: RawBody) -> Response[
     tags=["reconciliation"],
 )
 async def list_runs(
-    request: Request[Any, Any, Any], limit: Limit = 50, cursor: FromQuery[str | None] = None
+    request: Request[Any, Any, Any],
+    limit: Limit = 50,
+    cursor: FromQuery[str | None] = None,
+    trigger: FromQuery[Trigger | None] = None,
 ) -> Response[Any]:
-    """Runs, newest first, with keyset pagination (`next_cursor`); `Accept: text/csv` exports them all."""
+    """Runs, newest first, with keyset pagination (`next_cursor`); `Accept: text/csv` exports them all.
+
+    `trigger` keeps one kind: `cron` (every PAYRECON_RECONCILE_EVERY: open orders), `audit` (every
+    PAYRECON_RECONCILE_AUDIT_EVERY: every order inside the horizon, paid ones too), `api` or `cli`.
+    """
     pool = request.app.state.pool
     before = _cursor(cursor)
     if _wants_csv(request):
@@ -126,7 +133,7 @@ async def list_runs(
             after = before
             while True:
                 async with pool.acquire() as conn:
-                    page = await runs.list_runs(conn, before_id=after, limit=500)
+                    page = await runs.list_runs(conn, before_id=after, limit=500, trigger=trigger)
                 for run in page:
                     yield runs.csv_line(runs.run_csv_values(run))
                 if len(page) < 500:
@@ -135,7 +142,7 @@ async def list_runs(
 
         return _csv(rows(), "reconciliation-runs.csv")
     async with pool.acquire() as conn:
-        page = await runs.list_runs(conn, before_id=before, limit=limit + 1)
+        page = await runs.list_runs(conn, before_id=before, limit=limit + 1, trigger=trigger)
     more = len(page) > limit
     items = page[:limit]
     return Response(RunPage(items=items, next_cursor=str(items[-1].id) if more else None))

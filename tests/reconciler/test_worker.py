@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
-import msgspec
 import pytest
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
-from arq.worker import Worker
 
 from providers.simkit import Faults
-from reconciler.worker import close_worker, create_worker, cron_schedule, slot_of
+from reconciler.worker import cron_schedule, slot_of
 from service import runs
-from service.jobs import JOB_DECODE, JOB_ENCODE, RECONCILE_JOB
+from service.jobs import RECONCILE_JOB
 from service.runs import FindingKind, RunParams, RunStatus, Trigger
 from service.settings import Settings
 from tests.reconciler.stage import S, Stage, staged
+from tests.reconciler.workers import burst_worker, enqueue_slot, queries_per_reference, queue, run_workers, slow
 
 PER_GATEWAY = 15
-
-
-@contextlib.asynccontextmanager
-async def queue(settings: Settings) -> AsyncIterator[ArqRedis]:
-    assert settings.redis_url is not None
-    redis = await create_pool(
-        RedisSettings.from_dsn(settings.redis_url),
-        job_serializer=JOB_ENCODE,
-        job_deserializer=JOB_DECODE,
-        default_queue_name=settings.queue_name,
-    )
-    try:
-        yield redis
-    finally:
-        await redis.delete(settings.queue_name)
-        await redis.aclose()
 
 
 async def pending_orders(stage: Stage) -> None:
@@ -50,54 +26,6 @@ async def pending_orders(stage: Stage) -> None:
         for i in range(PER_GATEWAY):
             await stage.pay(gateway, f"{gateway}-{i:03d}", [S.SUCCEEDED])
     await stage.drain()
-
-
-def burst_worker(
-    stage: Stage, settings: Settings, log: list[str], barrier: asyncio.Barrier | None = None
-) -> tuple[Worker, httpx.AsyncClient]:
-    http = stage.client(log)
-    if barrier is not None:
-        # Each worker's first status query waits until every worker has made one: whatever the
-        # machine's load, no worker can finish the run before the others have claimed a batch.
-        first = True
-
-        async def meet(_: httpx.Request) -> None:
-            nonlocal first
-            if first:
-                first = False
-                async with asyncio.timeout(20):
-                    await barrier.wait()
-
-        http.event_hooks["request"].append(meet)
-    worker = create_worker(
-        settings,
-        gateways=stage.adapters,
-        http=http,
-        burst=True,
-        poll_delay=0,
-        handle_signals=False,
-        max_jobs=1,  # one job each: two jobs on two workers are two processes' worth of helpers
-        queue_read_limit=10,  # …and each sees past the job the other has started
-    )
-    return worker, http
-
-
-async def run_workers(workers: list[tuple[Worker, httpx.AsyncClient]]) -> None:
-    try:
-        await asyncio.gather(*(w.main() for w, _ in workers))
-    finally:
-        for w, http in workers:
-            await close_worker(w)
-            await http.aclose()
-
-
-def queries_per_reference(stage: Stage, logs: list[list[str]]) -> Counter[str]:
-    lines = [line for log in logs for line in log]
-    return Counter({order: sum(1 for line in lines if ref in line) for order, (_, ref) in stage.references.items()})
-
-
-def slow(settings: Settings) -> Settings:
-    return msgspec.structs.replace(settings, reconcile_grace=0.05, reconcile_batch=4)
 
 
 async def test_two_workers_split_one_run_and_check_every_candidate_exactly_once(
@@ -141,9 +69,7 @@ async def test_n_workers_on_one_cron_slot_make_one_run(settings: Settings, pool:
         await pending_orders(stage)
         async with queue(settings) as redis:
             # As if arq's unique cron id failed: every worker enqueues the same slot under its own id.
-            for n in range(workers):
-                job = f"cron:reconcile_slot:{uuid.uuid4().hex}:{n}"
-                assert await redis.enqueue_job("cron:reconcile_slot", _job_id=job, _defer_until=scheduled)
+            await enqueue_slot(redis, "reconcile_slot", scheduled, copies=workers)
             logs: list[list[str]] = [[] for _ in range(workers)]
             await run_workers([burst_worker(stage, settings, log) for log in logs])
         async with pool.acquire() as conn:

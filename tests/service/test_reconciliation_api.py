@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -176,3 +177,44 @@ async def test_a_run_the_queue_cannot_take_is_failed_and_answered_503(settings: 
         assert row is not None
         assert row["status"] == "failed"
         assert "could not enqueue" in row["error"]
+
+
+async def test_runs_can_be_listed_by_trigger_so_ops_find_the_scheduled_audits(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    slot = datetime(2026, 11, 24, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        made = [
+            await runs.create_run(conn, trigger=trigger, params=runs.RunParams(), slot=at)
+            for trigger, at in [
+                (runs.Trigger.AUDIT, slot - timedelta(days=1)),
+                (runs.Trigger.CRON, slot),
+                (runs.Trigger.AUDIT, slot),  # the same instant as the 5-minute slot: a run of its own
+                (runs.Trigger.API, None),
+            ]
+        ]
+    ids = [run.id for run in made if run is not None]
+    assert len(ids) == 4
+    async with staged(settings, pool, gateways=("vnpay",)) as stage:
+        reader = await key(pool, "recon:read")
+        async with httpx.AsyncClient(base_url=stage.app_url) as api:
+            audits = (await api.get("/v1/reconciliation/runs", params={"trigger": "audit"}, headers=reader)).json()
+            assert [(r["id"], r["trigger"]) for r in audits["items"]] == [(ids[2], "audit"), (ids[0], "audit")]
+            page = await api.get("/v1/reconciliation/runs", params={"trigger": "audit", "limit": "1"}, headers=reader)
+            assert [r["id"] for r in page.json()["items"]] == [ids[2]]
+            rest = await api.get(
+                "/v1/reconciliation/runs",
+                params={"trigger": "audit", "cursor": page.json()["next_cursor"]},
+                headers=reader,
+            )
+            assert [r["id"] for r in rest.json()["items"]] == [ids[0]]
+            exported = await api.get(
+                "/v1/reconciliation/runs", params={"trigger": "cron"}, headers={**reader, "accept": "text/csv"}
+            )
+            listed = [(r["id"], r["trigger"]) for r in csv.DictReader(io.StringIO(exported.text))]
+            assert listed == [(str(ids[1]), "cron")]
+            everything = (await api.get("/v1/reconciliation/runs", headers=reader)).json()
+            assert [r["id"] for r in everything["items"]] == ids[::-1]
+            bad = await api.get("/v1/reconciliation/runs", params={"trigger": "nightly"}, headers=reader)
+            assert bad.status_code == 400
+            assert "trigger" in bad.text
