@@ -14,6 +14,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.db import Conn
+
 
 class CandidateReference(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
@@ -143,7 +145,7 @@ async def prepare(pool: asyncpg.Pool, rule: ClaimRule) -> None:
         await conn.execute(_ENSURE_ROWS, *rule.ensure_args())
 
 
-async def count_due(conn: asyncpg.Connection, rule: ClaimRule) -> int:
+async def count_due(conn: Conn, rule: ClaimRule) -> int:
     """How many orders a run would check now (a progress bar's total; claims may differ slightly)."""
     return int(await conn.fetchval(_COUNT_DUE, *rule.count_args()))
 
@@ -167,7 +169,7 @@ async def claim(pool: asyncpg.Pool, rule: ClaimRule) -> list[Candidate]:
     return msgspec.convert([dict(r) for r in records], list[Candidate], strict=False)
 
 
-async def release(conn: asyncpg.Connection, run_id: int, order_id: str, *, failed: bool, dry_run: bool) -> None:
+async def release(conn: Conn, run_id: int, order_id: str, *, failed: bool, dry_run: bool) -> None:
     """End the lease (the row keeps naming the run: it is not claimed again by it).
 
     A failed query taught us nothing, so a live run undoes that claim's backoff step and asks
@@ -185,7 +187,7 @@ async def release(conn: asyncpg.Connection, run_id: int, order_id: str, *, faile
     )
 
 
-async def live_leases(conn: asyncpg.Connection, run_id: int) -> int:
+async def live_leases(conn: Conn, run_id: int) -> int:
     """Orders of the run some worker still holds (claimed, no finding yet, lease not expired)."""
     return int(
         await conn.fetchval(
@@ -195,8 +197,9 @@ async def live_leases(conn: asyncpg.Connection, run_id: int) -> int:
     )
 
 
-async def order_status(conn: asyncpg.Connection, order_id: str) -> str | None:
-    return await conn.fetchval("select status from orders where id = $1", order_id)
+async def order_status(conn: Conn, order_id: str) -> str | None:
+    status: str | None = await conn.fetchval("select status from orders where id = $1", order_id)
+    return status
 
 
 async def stream(pool: asyncpg.Pool, rule: ClaimRule) -> AsyncIterator[Candidate]:

@@ -25,6 +25,7 @@ from service.model import Source
 from service.runs import FindingKind, ReconcileRun
 
 log = logging.getLogger(__name__)
+OUR_FAILURES: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, asyncpg.PostgresError)
 
 
 class CatchUpAdapter(Protocol):
@@ -56,7 +57,7 @@ async def catch_up_all(
             key = f"{name}/{account.account}"
             try:
                 summary[key] = await catch_up_account(pool, run, name, account.account, adapter, limits, http)
-            except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
+            except OUR_FAILURES:
                 raise  # our database failed, not the feed: the run fails
             except Exception as exc:  # the feed failed: the run is partial, the cursor stays
                 log.warning("run %s: %s catch-up failed: %s", run.id, key, exc)

@@ -278,8 +278,8 @@ def run(once: bool, per_gateway: int, drop: float, seed: int | None, database: s
         demo_url: str = run_async(lambda: fresh_database(s.database_url or "", database))
         s = msgspec.structs.replace(s, database_url=demo_url)
         console.print(f"A fresh database {database!r} holds the demo's data (kept after it ends).")
-        options = {"once": once, "per_gateway": per_gateway, "drop": drop, "seed": seed or secrets.randbelow(10**6)}
+        chosen = seed or secrets.randbelow(10**6)
         try:
-            run_async(lambda: story(s, console, **options))
+            run_async(lambda: story(s, console, once=once, per_gateway=per_gateway, drop=drop, seed=chosen))
         except KeyboardInterrupt:
             console.print("\nStopped.")

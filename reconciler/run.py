@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from msgspec.structs import replace
 
 from providers.base import GatewayAdapter, StatusQuery
 from reconciler import candidates
@@ -110,7 +111,7 @@ async def _check_candidates(
     room = asyncio.Semaphore(limits.capacity() * 2)
     checked = 0
 
-    def done(_: asyncio.Task[None]) -> None:
+    def done(_: asyncio.Task[Verdict]) -> None:
         room.release()
 
     async with asyncio.TaskGroup() as group:
@@ -146,16 +147,16 @@ async def check_order(
             provider_payment_id=order.provider_payment_id if primary else None,
             provider_data=ref.provider_data,
         )
-        where = {"provider": ref.provider, "account": ref.account, "reference": ref.reference}
+        asked = Answer(provider=ref.provider, account=ref.account, reference=ref.reference)
         try:
             event = await limits.for_account(ref.provider, ref.account).call(
                 lambda a=adapter, q=query: a.fetch_status(q, env.http)  # type: ignore[misc]
             )
         except Exception as exc:  # every gateway failure is a finding, never an order change
-            answers.append(Answer(**where, error=f"{ref.provider}/{ref.account}: {_describe(exc)}"))
+            answers.append(replace(asked, error=f"{ref.provider}/{ref.account}: {_describe(exc)}"))
             continue
         if event is None:
-            answers.append(Answer(**where))
+            answers.append(asked)
             continue
         try:
             outcome = await ledger.apply(env.pool, event, Source.RECONCILER, dry_run=run.dry_run)
@@ -163,9 +164,9 @@ async def check_order(
             raise  # the database is gone: the run cannot record anything, it fails
         except Exception as exc:
             log.exception("run %s: the ledger could not apply %s", run.id, event.dedupe_key)
-            answers.append(Answer(**where, event=event, error=f"ledger: {_describe(exc)}"))
+            answers.append(replace(asked, event=event, error=f"ledger: {_describe(exc)}"))
             continue
-        answers.append(Answer(**where, event=event, outcome=outcome))
+        answers.append(replace(asked, event=event, outcome=outcome))
 
     async with transaction(env.pool) as conn:
         now = await candidates.order_status(conn, order.id) or order.status

@@ -110,8 +110,8 @@ def judge(
             detail=f"no gateway knows the order's references ({refs})",
         )
     a = heard[-1]
-    detail = None if said == ledger_now else f"gateway says {said}; the ledger keeps {ledger_now} (not forward news)"
-    return _verdict(FindingKind.IN_SYNC, a, ledger_before, ledger_now, said, detail)
+    note = None if said == ledger_now else f"gateway says {said}; the ledger keeps {ledger_now} (not forward news)"
+    return _verdict(FindingKind.IN_SYNC, a, ledger_before, ledger_now, said, note)
 
 
 _REFUSED = frozenset({OutcomeKind.AMOUNT_MISMATCH, OutcomeKind.ANOMALY})

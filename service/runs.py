@@ -17,6 +17,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.db import Conn
+
 
 class RunStatus(StrEnum):
     RUNNING = "running"
@@ -89,7 +91,7 @@ def _run(record: asyncpg.Record | None) -> ReconcileRun | None:
 
 
 async def create_run(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     trigger: Trigger,
     params: RunParams,
@@ -109,11 +111,11 @@ async def create_run(
     return _run(record)
 
 
-async def get_run(conn: asyncpg.Connection, run_id: int) -> ReconcileRun | None:
+async def get_run(conn: Conn, run_id: int) -> ReconcileRun | None:
     return _run(await conn.fetchrow(f"select {_RUN_COLUMNS} from reconcile_runs where id = $1", run_id))
 
 
-async def run_of_slot(conn: asyncpg.Connection, slot: datetime, trigger: Trigger) -> ReconcileRun | None:
+async def run_of_slot(conn: Conn, slot: datetime, trigger: Trigger) -> ReconcileRun | None:
     return _run(
         await conn.fetchrow(
             f"select {_RUN_COLUMNS} from reconcile_runs where trigger = $1 and slot = $2", trigger.value, slot
@@ -121,13 +123,13 @@ async def run_of_slot(conn: asyncpg.Connection, slot: datetime, trigger: Trigger
     )
 
 
-async def latest_run(conn: asyncpg.Connection, trigger: Trigger | None = None) -> ReconcileRun | None:
+async def latest_run(conn: Conn, trigger: Trigger | None = None) -> ReconcileRun | None:
     found = await list_runs(conn, before_id=None, limit=1, trigger=trigger)
     return found[0] if found else None
 
 
 async def list_runs(
-    conn: asyncpg.Connection, *, before_id: int | None, limit: int, trigger: Trigger | None = None
+    conn: Conn, *, before_id: int | None, limit: int, trigger: Trigger | None = None
 ) -> list[ReconcileRun]:
     """Newest first, optionally of one trigger (the daily audits among the 5-minute runs); keyset on id."""
     records = await conn.fetch(
@@ -142,7 +144,7 @@ async def list_runs(
 
 
 async def finish_run(
-    conn: asyncpg.Connection, run_id: int, status: RunStatus, counts: dict[str, Any], error: str | None = None
+    conn: Conn, run_id: int, status: RunStatus, counts: dict[str, Any], error: str | None = None
 ) -> ReconcileRun | None:
     """End a running run once; None when it had ended already."""
     return _run(
@@ -157,7 +159,7 @@ async def finish_run(
     )
 
 
-async def fail_abandoned(conn: asyncpg.Connection, older_than: float) -> list[int]:
+async def fail_abandoned(conn: Conn, older_than: float) -> list[int]:
     """Fail runs nobody is finishing: running for long, no live lease (their workers died)."""
     records = await conn.fetch(
         """update reconcile_runs r set status = 'failed', finished_at = now(),
@@ -170,7 +172,7 @@ async def fail_abandoned(conn: asyncpg.Connection, older_than: float) -> list[in
     return [r["id"] for r in records]
 
 
-async def finding_counts(conn: asyncpg.Connection, run_id: int) -> list[tuple[str, str, int]]:
+async def finding_counts(conn: Conn, run_id: int) -> list[tuple[str, str, int]]:
     """(gateway, kind, count) of a run's findings."""
     records = await conn.fetch(
         "select provider, kind, count(*) as n from reconcile_findings where run_id = $1 group by 1, 2 order by 1, 2",
@@ -180,7 +182,7 @@ async def finding_counts(conn: asyncpg.Connection, run_id: int) -> list[tuple[st
 
 
 async def list_findings(
-    conn: asyncpg.Connection, run_id: int, *, kind: FindingKind | None, after_id: int | None, limit: int
+    conn: Conn, run_id: int, *, kind: FindingKind | None, after_id: int | None, limit: int
 ) -> list[Finding]:
     records = await conn.fetch(
         f"""select {_FINDING_COLUMNS} from reconcile_findings
@@ -210,7 +212,7 @@ async def iter_findings(
 
 
 async def record_finding(
-    conn: asyncpg.Connection,
+    conn: Conn,
     run_id: int,
     *,
     order_id: str,
@@ -308,13 +310,14 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 # --- Stripe catch-up cursors ----------------------------------------------------------------------
 
 
-async def get_cursor(conn: asyncpg.Connection, provider: str, account: str) -> int | None:
-    return await conn.fetchval(
+async def get_cursor(conn: Conn, provider: str, account: str) -> int | None:
+    cursor: int | None = await conn.fetchval(
         "select cursor from catch_up_cursors where provider = $1 and account = $2", provider, account
     )
+    return cursor
 
 
-async def save_cursor(conn: asyncpg.Connection, provider: str, account: str, cursor: int) -> None:
+async def save_cursor(conn: Conn, provider: str, account: str, cursor: int) -> None:
     # greatest(): two runs racing never move the cursor backwards
     await conn.execute(
         """insert into catch_up_cursors (provider, account, cursor) values ($1, $2, $3)
