@@ -15,3 +15,7 @@ alter table reconcile_runs add constraint reconcile_runs_trigger_slot_key unique
 
 -- Ops list one trigger's runs (the latest audit among hundreds of 5-minute runs), newest first.
 create index reconcile_runs_trigger_idx on reconcile_runs (trigger, id desc);
+
+-- An audit walks the orders created inside its window in (created_at, id) order, a batch per claim
+-- (reconciler/candidates.py _SWEEP_CLAIM), instead of recomputing the whole window for each batch.
+create index orders_created_idx on orders (created_at, id);

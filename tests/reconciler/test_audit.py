@@ -14,11 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from providers.simkit import Faults
+from reconciler import candidates
 from reconciler.cli import report
 from reconciler.cli import worker as worker_command
 from reconciler.run import RunEnv
 from reconciler.worker import AUDIT_EVERY, audit_slot, slot_of, worker_options
-from service import runs
+from service import ledger, runs
+from service.model import NewOrder
 from service.runs import FindingKind, ReconcileRun, RunStatus, Trigger
 from service.settings import Settings, SettingsError, load_settings
 from tests.reconciler.stage import PAY, S, Stage, staged
@@ -160,6 +162,43 @@ async def test_n_workers_on_one_audit_slot_make_one_audit_run_beside_the_5_minut
         assert {per_reference[o] for o in paid} == {1}  # …and each exactly once, whatever the workers
         assert lost <= set(audited) | set(by_trigger[Trigger.CRON])  # open orders: one run or the other
         assert set((await stage.ledger()).values()) == {"succeeded"}
+
+
+async def test_participants_of_a_sweep_walk_its_window_once_between_them(pool: asyncpg.Pool) -> None:
+    async def register(prefix: str, n: int) -> list[str]:
+        ids = [f"{prefix}-{i:03d}" for i in range(n)]
+        for order_id in ids:
+            await ledger.register_order(pool, NewOrder(id=order_id, amount=50_000, currency="VND", provider="momo"))
+        return ids
+
+    await register("before", 10)  # created before the window: not the sweep's
+    since = datetime.now(UTC)
+    inside = await register("inside", 120)
+    async with pool.acquire() as conn:
+        run = await runs.create_run(conn, trigger=Trigger.AUDIT, params=runs.RunParams(since=since))
+        other = await runs.create_run(conn, trigger=Trigger.CRON, params=runs.RunParams())
+    assert run is not None
+    assert other is not None
+    rule = candidates.ClaimRule(
+        run_id=run.id, grace=0.0, horizon=DAY, since=since, gateways=["momo"], batch=7, lease=600.0, dry_run=False
+    )
+    await candidates.prepare(pool, rule)
+    # Another run is checking one of them right now: it stays that run's.
+    await pool.execute(
+        "update order_checks set lease_run_id = $1, lease_until = now() + interval '1 hour' where order_id = $2",
+        other.id,
+        inside[50],
+    )
+
+    async def participate() -> list[str]:
+        return [candidate.id async for candidate in candidates.stream(pool, rule)]
+
+    taken = await asyncio.gather(*(participate() for _ in range(4)))
+    claimed = [order_id for part in taken for order_id in part]
+    assert len(claimed) == len(set(claimed))  # no order twice
+    assert sorted(claimed) == sorted(set(inside) - {inside[50]})
+    assert sum(1 for part in taken if part) >= 2, [len(part) for part in taken]
+    assert [candidate.id async for candidate in candidates.stream(pool, rule)] == []  # a late helper finds none
 
 
 def test_audits_run_daily_by_default_on_their_own_cron_and_not_at_all_when_off(settings: Settings) -> None:
