@@ -145,8 +145,10 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
     """The scheduled jobs: a run every RECONCILE_EVERY, an audit every RECONCILE_AUDIT_EVERY (0: no audits)."""
     jobs = [cron(reconcile_slot, timeout=RUN_TIMEOUT, **cron_schedule(settings.reconcile_every)[1])]
     if settings.reconcile_audit_every:
-        fields = cron_schedule(settings.reconcile_audit_every, AUDIT_EVERY)[1]
-        jobs.append(cron(audit_slot, timeout=RUN_TIMEOUT, **fields))
+        period, fields = cron_schedule(settings.reconcile_audit_every, AUDIT_EVERY)
+        # An audit asks about every order of the horizon within each account's query rate (10/s by
+        # default: 36k orders an hour): it may take until the next one is due, not just an hour.
+        jobs.append(cron(audit_slot, timeout=max(RUN_TIMEOUT, period), **fields))
     return jobs
 
 

@@ -159,15 +159,22 @@ async def finish_run(
     )
 
 
-async def fail_abandoned(conn: Conn, older_than: float) -> list[int]:
-    """Fail runs nobody is finishing: running for long, no live lease (their workers died)."""
+async def fail_abandoned(conn: Conn, older_than: float, quiet: float = 600.0) -> list[int]:
+    """Fail runs nobody is finishing: running for long, no live lease, no finding for `quiet` seconds.
+
+    A long run (an audit of a busy week) holds no lease once its last order is checked, while its
+    lead ends it (Stripe catch-up): its recent findings say it is alive.
+    """
     records = await conn.fetch(
         """update reconcile_runs r set status = 'failed', finished_at = now(),
                error = 'abandoned: no worker finished it (worker stopped or lost)'
            where r.status = 'running' and r.started_at < now() - make_interval(secs => $1)
              and not exists (select 1 from order_checks c where c.lease_run_id = r.id and c.lease_until > now())
+             and not exists (select 1 from reconcile_findings f
+                             where f.run_id = r.id and f.created_at > now() - make_interval(secs => $2))
            returning r.id""",
         older_than,
+        quiet,
     )
     return [r["id"] for r in records]
 

@@ -209,6 +209,7 @@ def test_audits_run_daily_by_default_on_their_own_cron_and_not_at_all_when_off(s
         0,
         0,
     )
+    assert (jobs["cron:reconcile_slot"].timeout_s, jobs["cron:audit_slot"].timeout_s) == (3600.0, DAY)  # a day's work
     hourly = msgspec.structs.replace(settings, reconcile_audit_every=3600.0)
     audit = next(job for job in worker_options(hourly)["cron_jobs"] if job.name == "cron:audit_slot")
     assert (audit.hour, audit.minute, audit.second) == (None, {0}, 0)

@@ -10,8 +10,9 @@ import pytest
 
 from providers.simkit import Faults
 from reconciler.worker import cron_schedule, slot_of
-from service import runs
+from service import ledger, runs
 from service.jobs import RECONCILE_JOB
+from service.model import NewOrder
 from service.runs import FindingKind, RunParams, RunStatus, Trigger
 from service.settings import Settings
 from tests.reconciler.stage import S, Stage, staged
@@ -91,12 +92,22 @@ def test_cron_periods() -> None:
 
 
 async def test_a_run_whose_workers_died_is_failed_by_the_next_slot(settings: Settings, pool: asyncpg.Pool) -> None:
+    await ledger.register_order(pool, NewOrder(id="o-1", amount=50_000, currency="VND", provider="momo"))
     async with pool.acquire() as conn:
         stale = await runs.create_run(conn, trigger=Trigger.API, params=RunParams())
         live = await runs.create_run(conn, trigger=Trigger.API, params=RunParams())
+        ending = await runs.create_run(conn, trigger=Trigger.AUDIT, params=RunParams())
         assert stale is not None
         assert live is not None
-        await conn.execute("update reconcile_runs set started_at = now() - interval '2 hours' where id = $1", stale.id)
+        assert ending is not None
+        await conn.execute(
+            "update reconcile_runs set started_at = now() - interval '2 hours' where id = any($1::bigint[])",
+            [stale.id, ending.id],
+        )
+        # A long audit whose last order was just checked holds no lease while its lead ends it.
+        await runs.record_finding(
+            conn, ending.id, order_id="o-1", provider="momo", account="default", kind=FindingKind.IN_SYNC
+        )
         assert await runs.fail_abandoned(conn, 3600.0) == [stale.id]
         ended = await runs.get_run(conn, stale.id)
         assert ended is not None
@@ -105,3 +116,9 @@ async def test_a_run_whose_workers_died_is_failed_by_the_next_slot(settings: Set
         still = await runs.get_run(conn, live.id)
         assert still is not None
         assert still.status is RunStatus.RUNNING  # young: its worker may just be busy
+        waiting = await runs.get_run(conn, ending.id)
+        assert waiting is not None
+        assert waiting.status is RunStatus.RUNNING  # old, but it checked an order a moment ago
+        # Quiet for longer than a lease: its workers are gone too.
+        await conn.execute("update reconcile_findings set created_at = now() - interval '11 minutes'")
+        assert await runs.fail_abandoned(conn, 3600.0) == [ending.id]
