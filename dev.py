@@ -2,7 +2,7 @@
 """Set up and run payrecon on a fresh machine that has only Python 3.11+.
 
     python3 dev.py run     # the service, worker and three gateway simulators: the whole story
-    python3 dev.py test    # lint and the test suite against real PostgreSQL and Redis
+    python3 dev.py test    # lint, type-check and the test suite against real PostgreSQL and Redis
 
 Both create `.venv` beside this file and install the project into it (again only when
 pyproject.toml changed). With no PAYRECON_DATABASE_URL / PAYRECON_REDIS_URL set, private
@@ -51,10 +51,16 @@ def main() -> int:
     os.chdir(ROOT)
     if command == "run":
         return subprocess.call([str(BIN / "payrecon"), "run", *rest])
-    lint = subprocess.call([str(BIN / "ruff"), "check", "."])
-    fmt = subprocess.call([str(BIN / "ruff"), "format", "--check", "."])
-    tests = subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])
-    return tests or lint or fmt
+    checks = [
+        [str(BIN / "ruff"), "check", "."],
+        [str(BIN / "ruff"), "format", "--check", "."],
+        [str(BIN / "mypy")],  # strict, over providers/ service/ reconciler/ (pyproject.toml)
+        [str(BIN / "python"), "-m", "pytest", *rest],
+    ]
+    failed = [" ".join(check) for check in checks if subprocess.call(check) != 0]
+    for command in failed:
+        print(f"failed: {command}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
