@@ -29,11 +29,11 @@ import httpx
 
 from providers.base import PaymentEvent, PaymentStatus
 from providers.momo.simulator import Simulator as MomoSimulator
-from reconciler.demo import free_port as pick_port
 from reconciler.demo import fresh_database
 from service import db, embedded, ledger, migrate
 from service.cli import gateway_table
 from service.model import NewOrder, Source
+from service.serving import free_port as pick_port
 from service.settings import load_settings
 
 AMOUNT, CURRENCY = 150_000, "VND"

@@ -27,11 +27,12 @@ import msgspec
 from providers.base import PaymentStatus
 from providers.http import RetryPolicy
 from providers.registry import adapter_classes
-from reconciler.demo import free_port as pick_port
-from reconciler.demo import fresh_database, serving
+from reconciler.demo import fresh_database
 from reconciler.run import RunEnv, execute
 from service import db, embedded, ledger, migrate, runs
 from service.model import NewOrder
+from service.serving import free_port as pick_port
+from service.serving import serving
 from service.settings import load_settings
 
 GATEWAYS = ("stripe", "momo", "vnpay")

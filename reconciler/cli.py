@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import click
 import httpx
-import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -35,11 +34,6 @@ def gateways_of(settings: Settings) -> dict[str, GatewayAdapter]:
         return load_gateways(settings.gateways)
     except SettingsError as exc:
         raise CliError(str(exc)) from None
-
-
-def without_redis(settings: Settings) -> Settings:
-    # These commands use PostgreSQL alone: a placeholder keeps `resolved` from starting a Redis.
-    return msgspec.structs.replace(settings, redis_url=settings.redis_url or "redis://unused")
 
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
@@ -119,7 +113,7 @@ def reconcile(provider: str | None, since: str | None, dry_run: bool) -> None:
         raise CliError(f"gateway {provider!r} is not configured (configured: {', '.join(sorted(gateways))})")
     params = RunParams(provider=provider, since=parse_since(since))
     console = Console()
-    with embedded.resolved(without_redis(settings)) as s:
+    with embedded.resolved(settings, redis=False) as s:
 
         async def main() -> RunStatus:
             async with opened_pool(s) as pool, httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
@@ -168,7 +162,7 @@ def report(run_id: int | None, fmt: str, trigger: str | None) -> None:
     if run_id is not None and trigger is not None:
         raise click.UsageError("give RUN_ID or --trigger, not both")
     settings = get_settings()
-    with embedded.resolved(without_redis(settings)) as s:
+    with embedded.resolved(settings, redis=False) as s:
 
         async def main() -> None:
             async with opened_pool(s) as pool:

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
 import logging
 import secrets
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,6 @@ import asyncpg
 import click
 import httpx
 import msgspec
-import uvicorn
 from arq.worker import Worker
 from rich.console import Console
 
@@ -38,35 +35,14 @@ from reconciler.demo_shop import Shop
 from reconciler.worker import close_worker, create_worker
 from service import apikeys, db, embedded, migrate
 from service.app import create_app
-from service.cli import CliError, get_settings, run_async
+from service.cli import CliError, gateways_toml, get_settings, run_async
 from service.gateways import build_gateways
 from service.runs import ReconcileRun
+from service.serving import free_port, serving
 from service.settings import Settings
 
 GATEWAYS = ("stripe", "momo", "vnpay")
 DEMO_DATABASE = "payrecon_demo"
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the demo handles Ctrl-C itself
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any, port: int) -> AsyncIterator[str]:
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise CliError(f"could not serve on port {port}")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @contextlib.asynccontextmanager
@@ -85,16 +61,6 @@ async def running_worker(
             await task
 
 
-def free_port(preferred: int | None = None) -> int:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
-        try:
-            s.bind(("127.0.0.1", preferred or 0))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def fresh_database(url: str, name: str) -> str:
     """Drop and recreate the demo's database on the configured server: every demo starts clean.
 
@@ -110,17 +76,6 @@ async def fresh_database(url: str, name: str) -> str:
     finally:
         await admin.close()
     return embedded.with_database(url, name)
-
-
-def gateways_toml(document: dict[str, list[dict[str, Any]]]) -> str:
-    """The PAYRECON_GATEWAYS file for the simulators (JSON scalars and arrays are valid TOML values)."""
-    lines = []
-    for gateway, tables in document.items():
-        for table in tables:
-            lines.append(f"[[{gateway}]]")
-            lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
-            lines.append("")
-    return "\n".join(lines)
 
 
 async def wait_for_run(api: httpx.AsyncClient, run_id: int, limit: float = 60.0) -> dict[str, Any]:

@@ -11,36 +11,21 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from service import apikeys, embedded
-from service.cli import CliError, get_settings, run_async
-from service.db import Conn, create_pool
+from service import apikeys
+from service.cli import CliError, with_connection
+from service.db import Conn
 
 T = TypeVar("T")
 
 
 def _with_connection(work: Callable[[Conn], Awaitable[T]]) -> T:
     """Run `work` on a connection to the configured (or embedded) database."""
-    settings = get_settings()
-    # Keys live in PostgreSQL alone: a placeholder Redis URL keeps `resolved` from starting a Redis.
-    settings = msgspec.structs.replace(settings, redis_url=settings.redis_url or "redis://unused")
-    with embedded.resolved(settings) as s:
-
-        async def main() -> T:
-            assert s.database_url is not None
-            pool = await create_pool(s.database_url, min_size=1, max_size=1)
-            try:
-                async with pool.acquire() as conn:
-                    return await work(conn)
-            finally:
-                await pool.close()
-
-        try:
-            result: T = run_async(main)
-        except apikeys.ApiKeyError as exc:
-            raise CliError(str(exc)) from None
-        except asyncpg.UndefinedTableError:
-            raise CliError("the database has no api_keys table; run `payrecon migrate` first") from None
-        return result
+    try:
+        return with_connection(work)
+    except apikeys.ApiKeyError as exc:
+        raise CliError(str(exc)) from None
+    except asyncpg.UndefinedTableError:
+        raise CliError("the database has no api_keys table; run `payrecon migrate` first") from None
 
 
 def _json(value: Any) -> None:

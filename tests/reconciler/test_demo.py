@@ -12,9 +12,9 @@ import uuid
 import asyncpg
 
 from service import embedded
+from service.serving import free_port
 from service.settings import Settings
 from tests.conftest import REPO
-from tests.support import free_port
 
 
 async def test_the_demo_tells_the_whole_story_and_ends_with_every_order_matching(

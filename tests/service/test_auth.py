@@ -12,9 +12,9 @@ from litestar.routes import HTTPRoute
 
 from service import apikeys
 from service.app import create_app
+from service.serving import serving
 from service.settings import Settings
 from tests.service.test_orders_api import key_for
-from tests.support import serve
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ async def app_url(settings: Settings) -> AsyncIterator[tuple[str, list[tuple[str
         if isinstance(route, HTTPRoute) and route.path.startswith("/v1")
         for method in sorted(route.methods - {"OPTIONS", "HEAD"})
     ]
-    async with serve(app) as url:
+    async with serving(app) as url:
         yield url, v1
 
 

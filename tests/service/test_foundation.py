@@ -14,8 +14,8 @@ from litestar.testing import AsyncTestClient
 from service import migrate
 from service.app import SchemaBehindError, create_app
 from service.embedded import with_database
+from service.serving import serving
 from service.settings import SettingsError, load_settings
-from tests.support import serve
 
 
 def test_defaults_need_no_environment() -> None:
@@ -121,7 +121,7 @@ async def test_health_and_readiness(settings) -> None:
 
 async def test_readiness_names_what_is_down(settings) -> None:
     app = create_app(settings, gateways={})
-    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as client:
         await app.state.pool.close()  # the database "goes away"
         ready = await client.get("/readyz")
         assert ready.status_code == 503

@@ -29,9 +29,9 @@ from providers.base import (
 from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
 from service.app import create_app
 from service.ingest import BodyTooLargeError, UnknownProviderError, raw_delivery, reason_of
+from service.serving import serving
 from service.settings import Settings
 from tests.e2e.harness import events_of, order_row, register, rejected
-from tests.support import serve
 
 
 class FlakyAdapter:
@@ -94,7 +94,7 @@ async def make_app(settings: Settings) -> AsyncIterator[StartApp]:
 
         async def start(mode: str) -> App:
             adapter = FlakyAdapter(mode)
-            base = await stack.enter_async_context(serve(create_app(settings, gateways={"flaky": adapter})))
+            base = await stack.enter_async_context(serving(create_app(settings, gateways={"flaky": adapter})))
             http = await stack.enter_async_context(httpx.AsyncClient(base_url=base))
             return App(http=http, adapter=adapter)
 

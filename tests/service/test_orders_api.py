@@ -14,9 +14,9 @@ from providers.base import PaymentStatus
 from service import apikeys, ledger
 from service.app import create_app
 from service.model import Source
+from service.serving import serving
 from service.settings import Settings
 from tests.service.test_ledger import T0, event
-from tests.support import serve
 
 S = PaymentStatus
 BODY = {
@@ -36,7 +36,7 @@ async def key_for(pool: asyncpg.Pool, *scopes: str) -> str:
 
 @pytest.fixture
 async def base_url(settings: Settings) -> AsyncIterator[str]:
-    async with serve(create_app(settings, gateways={})) as url:
+    async with serving(create_app(settings, gateways={})) as url:
         yield url
 
 

@@ -17,9 +17,9 @@ from arq.connections import ArqRedis
 from providers.simkit import Faults
 from reconciler.worker import close_worker, create_worker
 from service import apikeys, runs
+from service.serving import free_port
 from service.settings import Settings
 from tests.reconciler.stage import S, Stage, staged
-from tests.support import free_port
 
 
 async def key(pool: asyncpg.Pool, *scopes: str) -> dict[str, str]:

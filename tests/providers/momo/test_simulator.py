@@ -17,7 +17,7 @@ from providers.errors import GatewayError
 from providers.momo import Account, Adapter, signing
 from providers.momo.simulator import ORDER_ID, Simulator
 from providers.simkit import Faults
-from tests.support import serve
+from service.serving import serving
 
 from .helpers import vector
 
@@ -316,7 +316,7 @@ def test_order_id_rule_is_momos_regex(order_id: str) -> None:
 async def test_standalone_over_real_http() -> None:
     """What `payrecon simulate momo --port N` serves: the control API and the query API on one port."""
     sim = Simulator()
-    async with serve(sim.asgi_app()) as base, httpx.AsyncClient(base_url=base) as client:
+    async with serving(sim.asgi_app()) as base, httpx.AsyncClient(base_url=base) as client:
         created = await client.post("/_sim/payments", json={"order_id": "ord_77", "amount": 99000})
         assert created.status_code == 201
         await client.post("/_sim/payments/ord_77/status", json={"status": "succeeded"})
