@@ -15,6 +15,7 @@ import click
 from providers.errors import PayreconError
 from service import embedded
 from service.db import Conn, create_pool
+from service.migrate import MigrationError
 from service.migrate import migrate as apply_migrations
 from service.settings import Settings, SettingsError, load_settings
 
@@ -41,12 +42,8 @@ def run_async(main: Callable[[], Any]) -> Any:
     """Run a coroutine function, turning our expected failures into one clear line."""
     try:
         return asyncio.run(main())
-    except (PayreconError, SettingsError, embedded.EmbeddedError, OSError) as exc:
+    except (PayreconError, SettingsError, MigrationError, embedded.EmbeddedError, OSError) as exc:
         raise CliError(str(exc)) from None
-    except Exception as exc:
-        if type(exc).__name__ in {"SchemaBehindError", "MigrationError"}:
-            raise CliError(str(exc)) from None
-        raise
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -138,23 +135,17 @@ def gateways_toml(document: dict[str, list[dict[str, Any]]]) -> str:
 
 def _load_plugin_commands() -> None:
     # Commands of packages layered above `service` (the reconciler) register by entry point,
-    # so `service` never imports them.
+    # so `service` never imports them. One that fails to import is a broken install: say so
+    # with its traceback rather than drop the command.
     for ep in entry_points(group="payrecon.commands"):
-        try:
-            command = ep.load()
-        except ImportError:
-            continue  # not built yet or not installed: the rest of the CLI still works
-        cli.add_command(command, name=ep.name)
+        cli.add_command(ep.load(), name=ep.name)
 
 
 def main() -> None:
-    _load_plugin_commands()
-    try:
-        from service.apikeys_cli import apikey
+    from service.apikeys_cli import apikey  # here, not at the top: it imports this module
 
-        cli.add_command(apikey)
-    except ImportError:
-        pass
+    _load_plugin_commands()
+    cli.add_command(apikey)
     cli(prog_name="payrecon")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,21 @@ def test_bad_gateway_file_is_a_settings_error(tmp_path: Path, text: str, named: 
 def test_missing_gateway_file_is_a_settings_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read"):
         load_gateways(str(tmp_path / "nope.toml"))
+
+
+def test_a_command_that_fails_to_import_is_not_silently_dropped(tmp_path: Path) -> None:
+    """A `payrecon.commands` entry point that cannot load is a broken install: the CLI says so."""
+    dist = tmp_path / "payrecon_broken_plugin-0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: payrecon-broken-plugin\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[payrecon.commands]\nbroken = payrecon_no_such_module:command\n")
+    result = subprocess.run(
+        [sys.executable, "-c", "from service.cli import main; main()", "--help"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "payrecon_no_such_module" in result.stderr
