@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import httpx
 import msgspec
@@ -103,6 +103,20 @@ class GatewayAccount(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query_concurrency: int = 5  # parallel status queries the reconciler may make on this account
     query_rate: float = 10.0  # status queries per second, at most
     timeout: float = 10.0  # seconds per status-API call
+
+
+AccountT = TypeVar("AccountT", bound=GatewayAccount)
+
+
+def index_accounts(gateway: str, accounts: Iterable[AccountT], by: str = "account") -> dict[str, AccountT]:
+    """`accounts` keyed by their field `by` (the account name, a partner code…); a key held twice is an error."""
+    found: dict[str, AccountT] = {}
+    for account in accounts:
+        key: str = getattr(account, by)
+        if key in found:
+            raise ValueError(f"{gateway}: {by} {key!r} is configured twice in PAYRECON_GATEWAYS")
+        found[key] = account
+    return found
 
 
 def utcnow() -> datetime:

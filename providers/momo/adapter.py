@@ -20,6 +20,7 @@ from providers.base import (
     PaymentStatus,
     StatusQuery,
     WebhookRequest,
+    index_accounts,
     utcnow,
 )
 from providers.errors import MalformedError, SignatureError, UnknownAccountError
@@ -61,15 +62,8 @@ class Adapter:
         self.retry = retry
         self.sleep = sleep
         self.request_id = request_id
-        self.accounts: dict[str, MomoAccount] = {}
-        self.by_partner: dict[str, MomoAccount] = {}
-        for account in accounts:
-            if account.account in self.accounts:
-                raise ValueError(f"momo: account {account.account!r} is configured twice")
-            if account.partner_code in self.by_partner:
-                raise ValueError(f"momo: partner_code {account.partner_code!r} is configured twice")
-            self.accounts[account.account] = account
-            self.by_partner[account.partner_code] = account
+        self.accounts = index_accounts(NAME, accounts)
+        self.by_partner = index_accounts(NAME, accounts, by="partner_code")
 
     # --- IPN ---------------------------------------------------------------------------
 

@@ -10,7 +10,17 @@ from typing import ClassVar
 import httpx
 import msgspec
 
-from providers.base import Ack, Clock, GatewayAccount, OutcomeKind, PaymentEvent, StatusQuery, WebhookRequest, utcnow
+from providers.base import (
+    Ack,
+    Clock,
+    GatewayAccount,
+    OutcomeKind,
+    PaymentEvent,
+    StatusQuery,
+    WebhookRequest,
+    index_accounts,
+    utcnow,
+)
 from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
 from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
 from providers.stripe import signing, status
@@ -42,11 +52,7 @@ class Adapter:
         retry: RetryPolicy = DEFAULT_POLICY,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.accounts: dict[str, StripeAccount] = {}
-        for account in accounts:
-            if account.account in self.accounts:
-                raise ValueError(f"stripe account {account.account!r} is configured twice in PAYRECON_GATEWAYS")
-            self.accounts[account.account] = account
+        self.accounts = index_accounts(self.name, accounts)
         self.clock = clock
         self.retry = retry
         self.sleep = sleep

@@ -11,7 +11,17 @@ from urllib.parse import parse_qsl
 import httpx
 import msgspec
 
-from providers.base import Ack, Clock, GatewayAccount, OutcomeKind, PaymentEvent, StatusQuery, WebhookRequest, utcnow
+from providers.base import (
+    Ack,
+    Clock,
+    GatewayAccount,
+    OutcomeKind,
+    PaymentEvent,
+    StatusQuery,
+    WebhookRequest,
+    index_accounts,
+    utcnow,
+)
 from providers.errors import GatewayRejectedError, MalformedError, SignatureError, UnknownAccountError
 from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
 from providers.vnpay import query
@@ -67,13 +77,8 @@ class Adapter:
         self.clock = clock
         self.retry = retry
         self.sleep = sleep
-        self.accounts: dict[str, VnpayAccount] = {}
-        self._by_tmn: dict[str, VnpayAccount] = {}
-        for account in accounts:
-            if account.account in self.accounts or account.tmn_code in self._by_tmn:
-                raise ValueError(f"vnpay account {account.account!r} / terminal {account.tmn_code!r} is listed twice")
-            self.accounts[account.account] = account
-            self._by_tmn[account.tmn_code] = account
+        self.accounts = index_accounts(self.name, accounts)
+        self._by_tmn = index_accounts(self.name, accounts, by="tmn_code")
 
     # --- IPN -------------------------------------------------------------------------------
 
