@@ -52,15 +52,12 @@ class GatewayLimiter:
         self._failures = 0
         self.last_error: str | None = None
         self.open = False
-        self.calls = 0
 
     async def call(self, query: Callable[[], Awaitable[T]]) -> T:
         """Run one status query inside the limits; raise CircuitOpenError once the breaker is open."""
         self._check()
         async with self._slots:
-            self._check()  # it may have opened while this query waited for a slot
             await self._pace()
-            self.calls += 1
             try:
                 result = await query()
             except Exception as exc:
@@ -77,12 +74,16 @@ class GatewayLimiter:
             )
 
     async def _pace(self) -> None:
-        # Spacing instead of a bursty bucket: queries start at most every 1/rate seconds.
-        now = self.clock()
-        start = max(now, self._next)
-        self._next = start + self.interval
-        if start > now:
-            await asyncio.sleep(start - now)
+        # Spacing instead of a bursty bucket: queries start at most every 1/rate seconds. No turn
+        # is booked ahead: a query that waited looks again, so a Retry-After or an opened breaker
+        # that arrived meanwhile holds back the queries already waiting too, not only later ones.
+        while True:
+            self._check()
+            now = self.clock()
+            if now >= self._next:
+                self._next = now + self.interval
+                return
+            await asyncio.sleep(self._next - now)
 
     def _failed(self, exc: Exception) -> None:
         self._failures += 1

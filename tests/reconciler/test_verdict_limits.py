@@ -168,3 +168,35 @@ async def test_retry_after_pauses_the_account() -> None:
     started = time.monotonic()
     await limiter.call(fine)
     assert time.monotonic() - started >= 0.15
+
+
+async def test_queries_already_waiting_for_their_turn_honour_a_retry_after_and_an_opened_breaker() -> None:
+    # Three slots, 10/s: the second and third queries wait their turn (0.1 s, 0.2 s) when the first
+    # is told to keep quiet; neither may go out before the pause ends.
+    limiter = GatewayLimiter("momo/default", concurrency=3, rate=10.0)
+    started: list[float] = []
+
+    async def throttled() -> None:
+        started.append(time.monotonic())
+        await asyncio.sleep(0.05)  # the others take their turns meanwhile
+        raise GatewayUnavailableError("HTTP 429", retry_after=0.5)
+
+    async def fine() -> None:
+        started.append(time.monotonic())
+
+    t0 = time.monotonic()
+    await asyncio.gather(limiter.call(throttled), limiter.call(fine), limiter.call(fine), return_exceptions=True)
+    assert all(at - t0 >= 0.5 for at in started[1:]), [round(at - t0, 3) for at in started]
+
+    # The same with a breaker that opens on the first failure: the waiting queries are not sent.
+    limiter = GatewayLimiter("momo/default", concurrency=3, rate=10.0, threshold=1)
+    started.clear()
+
+    async def down() -> None:
+        started.append(time.monotonic())
+        await asyncio.sleep(0.05)
+        raise GatewayUnavailableError("HTTP 503")
+
+    results = await asyncio.gather(*(limiter.call(down) for _ in range(3)), return_exceptions=True)
+    assert len(started) == 1
+    assert [type(r) for r in results] == [GatewayUnavailableError, CircuitOpenError, CircuitOpenError]
