@@ -47,7 +47,8 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
-def _backoff(policy: RetryPolicy, attempt: int) -> float:
+def backoff(policy: RetryPolicy, attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based): exponential, full jitter."""
     return random.uniform(0, min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)))  # noqa: S311
 
 
@@ -75,17 +76,17 @@ async def send_with_retry(
             response = await client.request(method, url, timeout=request_timeout, **kwargs)
         except httpx.TimeoutException as exc:
             last_error = f"timeout ({type(exc).__name__})"
-            wait = _backoff(policy, attempt)
+            wait = backoff(policy, attempt)
         except httpx.TransportError as exc:
             last_error = f"connection failed ({type(exc).__name__}: {exc})"
-            wait = _backoff(policy, attempt)
+            wait = backoff(policy, attempt)
         else:
             if response.status_code == 429 or response.status_code >= 500:
                 retry_after = retry_after_seconds(response)
                 last_error = f"HTTP {response.status_code}"
                 if retry_after is not None and retry_after > policy.max_retry_after:
                     break
-                wait = retry_after if retry_after is not None else _backoff(policy, attempt)
+                wait = retry_after if retry_after is not None else backoff(policy, attempt)
             else:
                 return response
         if attempt < policy.attempts:

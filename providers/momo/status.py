@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import msgspec
 
 from providers.base import Clock, PaymentEvent, PaymentStatus, StatusQuery
 from providers.errors import GatewayRejectedError, GatewayUnavailableError
-from providers.http import RetryPolicy, Sleep, send_with_retry
+from providers.http import RetryPolicy, Sleep, backoff, send_with_retry
 from providers.momo import signing
 from providers.momo.account import Account
 from providers.momo.wire import RESULT_CODES, UNLISTED_FLAG, CodeKind, QueryRequest, QueryResponse
@@ -112,7 +111,7 @@ async def fetch(
                 f"momo status API: resultCode {code} ({answer.message}) after {policy.attempts} attempt(s)"
             )
         retries += 1
-        await sleep(random.uniform(0, min(policy.max_delay, policy.base_delay * 2 ** (retries - 1))))  # noqa: S311
+        await sleep(backoff(policy, retries))
 
     meaning = RESULT_CODES.get(code)
     if meaning is not None and meaning.kind is CodeKind.NOT_FOUND:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 import uuid
 from datetime import datetime
@@ -12,7 +11,7 @@ import msgspec
 
 from providers.base import Clock, PaymentEvent, StatusQuery
 from providers.errors import GatewayRejectedError, GatewayUnavailableError
-from providers.http import RetryPolicy, Sleep, send_with_retry
+from providers.http import RetryPolicy, Sleep, backoff, send_with_retry
 from providers.vnpay.account import Account
 from providers.vnpay.signing import format_vnp_date, hmac_sha512, matches, pipe_string, sign_pipe
 from providers.vnpay.status import querydr_verdict
@@ -46,10 +45,6 @@ def build_querydr(account: Account, query: StatusQuery, *, request_id: str, crea
     return msgspec.structs.replace(
         unsigned, vnp_SecureHash=sign_pipe(unsigned.signed_values(), account.hash_secrets[0])
     )
-
-
-def _backoff(policy: RetryPolicy, attempt: int) -> float:
-    return random.uniform(0, min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)))  # noqa: S311
 
 
 async def fetch_status(
@@ -92,7 +87,7 @@ async def fetch_status(
         if known.outcome == "retry":
             last = f"{code} {known.text}"
             if attempt < policy.attempts:
-                await sleep(_backoff(policy, attempt))
+                await sleep(backoff(policy, attempt))
             continue
         return _event(account, query, answer, asked_at=clock())
     raise GatewayUnavailableError(f"vnpay querydr: {last} after {policy.attempts} attempt(s)")
