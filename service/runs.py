@@ -143,6 +143,21 @@ async def list_runs(
     return [run for run in map(_run, records) if run is not None]
 
 
+async def iter_runs(
+    pool: asyncpg.Pool, *, before_id: int | None = None, trigger: Trigger | None = None, page: int = 500
+) -> AsyncIterator[ReconcileRun]:
+    """Every run (before `before_id`), newest first, in keyset pages, as `iter_findings`."""
+    before = before_id
+    while True:
+        async with pool.acquire() as conn:
+            found = await list_runs(conn, before_id=before, limit=page, trigger=trigger)
+        for run in found:
+            yield run
+        if len(found) < page:
+            return
+        before = found[-1].id
+
+
 async def finish_run(
     conn: Conn, run_id: int, status: RunStatus, counts: dict[str, Any], error: str | None = None
 ) -> ReconcileRun | None:
@@ -204,10 +219,10 @@ async def list_findings(
 
 
 async def iter_findings(
-    pool: asyncpg.Pool, run_id: int, *, kind: FindingKind | None = None, page: int = 500
+    pool: asyncpg.Pool, run_id: int, *, kind: FindingKind | None = None, after_id: int | None = None, page: int = 500
 ) -> AsyncIterator[Finding]:
-    """Every finding of a run in keyset pages: an export's memory does not grow with the run."""
-    after: int | None = None
+    """Every finding of a run (after `after_id`) in keyset pages: an export's memory does not grow with the run."""
+    after = after_id
     while True:
         async with pool.acquire() as conn:
             found = await list_findings(conn, run_id, kind=kind, after_id=after, limit=page)

@@ -130,15 +130,8 @@ async def list_runs(
 
         async def rows() -> AsyncIterator[str]:
             yield runs.csv_line(runs.RUN_CSV_HEADER)
-            after = before
-            while True:
-                async with pool.acquire() as conn:
-                    page = await runs.list_runs(conn, before_id=after, limit=500, trigger=trigger)
-                for run in page:
-                    yield runs.csv_line(runs.run_csv_values(run))
-                if len(page) < 500:
-                    return
-                after = page[-1].id
+            async for run in runs.iter_runs(pool, before_id=before, trigger=trigger):
+                yield runs.csv_line(runs.run_csv_values(run))
 
         return _csv(rows(), "reconciliation-runs.csv")
     async with pool.acquire() as conn:
@@ -190,9 +183,8 @@ async def list_findings(
 
         async def rows() -> AsyncIterator[str]:
             yield runs.csv_line(runs.FINDING_CSV_HEADER)
-            async for finding in runs.iter_findings(pool, run_id, kind=kind):
-                if after is None or finding.id > after:
-                    yield runs.csv_line(runs.finding_csv_values(finding))
+            async for finding in runs.iter_findings(pool, run_id, kind=kind, after_id=after):
+                yield runs.csv_line(runs.finding_csv_values(finding))
 
         suffix = f"-{kind.value}" if kind else ""
         return _csv(rows(), f"run-{run_id}-findings{suffix}.csv")

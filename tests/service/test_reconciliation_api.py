@@ -21,6 +21,8 @@ from service.serving import free_port
 from service.settings import Settings
 from tests.reconciler.stage import S, Stage, staged
 
+CSV = "text/csv"
+
 
 async def key(pool: asyncpg.Pool, *scopes: str) -> dict[str, str]:
     async with pool.acquire() as conn:
@@ -97,6 +99,10 @@ async def test_start_a_run_read_it_page_its_findings_and_export_csv(settings: Se
             assert {r["kind"] for r in rows if r["order_id"] == "api-3"} == {"in_sync"}
             only = await api.get(url, params={"kind": "in_sync"}, headers={**reader, "accept": "text/csv"})
             assert [r["order_id"] for r in csv.DictReader(io.StringIO(only.text))] == ["api-3"]
+            everyone = [f["order_id"] for f in (await api.get(url, headers=reader)).json()["items"]]
+            first_two = (await api.get(url, params={"limit": "2"}, headers=reader)).json()
+            rest = await api.get(url, params={"cursor": first_two["next_cursor"]}, headers={**reader, "accept": CSV})
+            assert [r["order_id"] for r in csv.DictReader(io.StringIO(rest.text))] == everyone[2:]
 
             # A dry run through the API, then the list of runs, newest first, paged.
             dry = await start(api, ops, {"dry_run": True, "provider": "vnpay"})
@@ -213,6 +219,14 @@ async def test_runs_can_be_listed_by_trigger_so_ops_find_the_scheduled_audits(
             )
             listed = [(r["id"], r["trigger"]) for r in csv.DictReader(io.StringIO(exported.text))]
             assert listed == [(str(ids[1]), "cron")]
+            older = await api.get(
+                "/v1/reconciliation/runs",
+                params={"trigger": "audit", "cursor": page.json()["next_cursor"]},
+                headers={**reader, "accept": "text/csv"},
+            )
+            assert [(r["id"], r["trigger"]) for r in csv.DictReader(io.StringIO(older.text))] == [
+                (str(ids[0]), "audit")
+            ]
             everything = (await api.get("/v1/reconciliation/runs", headers=reader)).json()
             assert [r["id"] for r in everything["items"]] == ids[::-1]
             bad = await api.get("/v1/reconciliation/runs", params={"trigger": "nightly"}, headers=reader)
