@@ -88,7 +88,7 @@ async def timed_run(envs: list[RunEnv], since: datetime | None) -> tuple[float, 
 
 async def main(args: argparse.Namespace) -> None:
     settings = load_settings(reconcile_grace=0.001, reconcile_batch=args.batch)
-    with embedded.resolved(msgspec.structs.replace(settings, redis_url="redis://unused")) as s:
+    with embedded.resolved(settings, redis=False) as s:
         assert s.database_url is not None
         url = await fresh_database(s.database_url, "payrecon_bench")
         pool = await db.create_pool(url, min_size=2, max_size=20)
