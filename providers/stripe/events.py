@@ -61,6 +61,23 @@ def refund_status(charge: Charge) -> PaymentStatus | None:
     return PaymentStatus.PARTIALLY_REFUNDED
 
 
+def intent_amount(intent: PaymentIntent, status: PaymentStatus) -> int:
+    """What a PaymentIntent in `status` is worth: what was captured, or what may be captured."""
+    if status is PaymentStatus.SUCCEEDED:
+        return intent.amount_received or intent.amount
+    if status is PaymentStatus.AUTHORIZED:
+        return intent.amount_capturable or intent.amount
+    return intent.amount
+
+
+def cancellation(intent: PaymentIntent) -> tuple[str, str | None]:
+    """(reason, flag) of a canceled PaymentIntent; ops must see some cancellation reasons."""
+    reason = f"stripe:canceled {intent.cancellation_reason or ''}".rstrip()
+    if intent.cancellation_reason in FLAGGED_CANCELLATIONS:
+        return reason, f"stripe: PaymentIntent {intent.id} canceled as {intent.cancellation_reason}"
+    return reason, None
+
+
 def failure_reason(intent: PaymentIntent) -> str | None:
     err = intent.last_payment_error
     if err is None:
@@ -90,23 +107,16 @@ class _Base(msgspec.Struct, kw_only=True):
 
     def from_payment_intent(self, intent: PaymentIntent, status: PaymentStatus | None) -> PaymentEvent:
         assert status is not None  # every payment_intent.* rule names its status
-        amount = intent.amount
-        if status is PaymentStatus.SUCCEEDED:
-            amount = intent.amount_received or intent.amount  # what was captured
-        elif status is PaymentStatus.AUTHORIZED:
-            amount = intent.amount_capturable or intent.amount  # what may be captured
         reason = flag = None
         if status is PaymentStatus.FAILED:
             reason = failure_reason(intent) or "stripe:payment_failed"
         elif status is PaymentStatus.CANCELED:
-            reason = f"stripe:canceled {intent.cancellation_reason or ''}".rstrip()
-            if intent.cancellation_reason in FLAGGED_CANCELLATIONS:
-                flag = f"stripe: PaymentIntent {intent.id} canceled as {intent.cancellation_reason}"
+            reason, flag = cancellation(intent)
         return self._make(
             reference=intent.id,
             order_id=self._order_id(intent.metadata),
             status=status,
-            amount=amount,
+            amount=intent_amount(intent, status),
             currency=intent.currency.upper(),
             provider_payment_id=intent.id,
             reason=reason,

@@ -18,10 +18,16 @@ from providers.base import PaymentEvent, PaymentStatus, StatusQuery
 from providers.errors import GatewayRejectedError, GatewayUnavailableError, MalformedError
 from providers.http import RetryPolicy, Sleep, send_with_retry
 from providers.stripe.config import Account
-from providers.stripe.events import PROVIDER, events_from_payload, failure_reason, refund_status
+from providers.stripe.events import (
+    PROVIDER,
+    cancellation,
+    events_from_payload,
+    failure_reason,
+    intent_amount,
+    refund_status,
+)
 from providers.stripe.wire import (
     EVENT_RULES,
-    FLAGGED_CANCELLATIONS,
     PAYMENT_INTENT_STATUS,
     Charge,
     ErrorBody,
@@ -121,11 +127,7 @@ def intent_status(intent: PaymentIntent) -> tuple[PaymentStatus, int | None, str
     if intent.status == "requires_payment_method" and intent.last_payment_error is not None:
         return PaymentStatus.FAILED, None, failure_reason(intent), None
     if status is PaymentStatus.CANCELED:
-        reason = f"stripe:canceled {intent.cancellation_reason or ''}".rstrip()
-        flag = None
-        if intent.cancellation_reason in FLAGGED_CANCELLATIONS:
-            flag = f"stripe: PaymentIntent {intent.id} canceled as {intent.cancellation_reason}"
-        return status, None, reason, flag
+        return status, None, *cancellation(intent)
     if status is PaymentStatus.SUCCEEDED and isinstance(intent.latest_charge, Charge):
         refunded = refund_status(intent.latest_charge)
         if refunded is not None:
@@ -137,13 +139,9 @@ def status_event(
     intent: PaymentIntent, raw: dict[str, Any], query: StatusQuery, *, order_key: str, asked_at: datetime
 ) -> PaymentEvent:
     status, refunded, reason, flag = intent_status(intent)
-    amount = intent.amount
-    if status is PaymentStatus.SUCCEEDED:
-        amount = intent.amount_received or intent.amount
-    elif status is PaymentStatus.AUTHORIZED:
-        amount = intent.amount_capturable or intent.amount
-    elif refunded is not None and isinstance(intent.latest_charge, Charge):
-        amount = intent.latest_charge.amount
+    amount = intent_amount(intent, status)
+    if refunded is not None and isinstance(intent.latest_charge, Charge):
+        amount = intent.latest_charge.amount  # the original payment; refunded_amount is cumulative
     return PaymentEvent(
         provider=PROVIDER,
         # a function of the answered state: asking again and hearing the same is a duplicate
