@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -20,6 +21,9 @@ import msgspec
 from providers.base import PaymentStatus
 from service.db import Conn
 from service.model import Order, OrderReference, Transition
+
+T = TypeVar("T")
+K = TypeVar("K", str, int)
 
 _ORDER = """
 select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.provider_data, o.metadata, o.status,
@@ -71,6 +75,10 @@ class AnomalyRecord(msgspec.Struct, frozen=True, kw_only=True):
     resolved_at: datetime | None
 
 
+def _as(type_: type[T]) -> Callable[[asyncpg.Record], T]:
+    return lambda row: msgspec.convert(dict(row), type_)
+
+
 def _order(row: asyncpg.Record) -> Order:
     refs = [
         OrderReference(provider=r[0], account=r[1], reference=r[2], provider_data=r[3], added_at=r[4])
@@ -89,15 +97,30 @@ def encode_cursor(*key: object) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str | int]:
+def decode_cursor(cursor: str | None, key_type: type[K]) -> tuple[datetime | None, K | None]:
+    """The (time, key) a page ended at, or (None, None) for the first page; raises CursorError
+    for a cursor we did not issue, or one of a list whose key is not a `key_type`."""
+    if not cursor:
+        return None, None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, key = msgspec.json.decode(raw, type=tuple[datetime, str | int])
     except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
         raise CursorError("cursor is not one this API issued") from exc
-    if at.tzinfo is None:
+    if at.tzinfo is None or not isinstance(key, key_type):
         raise CursorError("cursor is not one this API issued")
     return at, key
+
+
+def _page(
+    rows: list[asyncpg.Record],
+    limit: int,
+    convert: Callable[[asyncpg.Record], T],
+    key: Callable[[T], tuple[object, ...]],
+) -> tuple[list[T], str | None]:
+    """The first `limit` rows of a query that asked for `limit + 1`, and the cursor after them if there are more."""
+    page = [convert(r) for r in rows[:limit]]
+    return page, encode_cursor(*key(page[-1])) if len(rows) > limit else None
 
 
 async def list_orders(
@@ -110,9 +133,7 @@ async def list_orders(
     cursor: str | None = None,
 ) -> tuple[list[Order], str | None]:
     """Orders by (updated_at, id) ascending: a backend polling with `updated_since` sees every change."""
-    after_at, after_id = decode_cursor(cursor) if cursor else (None, None)
-    if after_id is not None and not isinstance(after_id, str):
-        raise CursorError("cursor is not one this API issued")
+    after_at, after_id = decode_cursor(cursor, str)
     rows = await conn.fetch(
         _ORDER
         + """ where ($1::text is null or o.status = $1)
@@ -128,9 +149,7 @@ async def list_orders(
         after_id,
         limit + 1,
     )
-    page = [_order(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
+    return _page(rows, limit, _order, lambda o: (o.updated_at, o.id))
 
 
 async def order_events(conn: Conn, order_id: str) -> tuple[list[StoredEvent], list[Transition]]:
@@ -162,9 +181,7 @@ async def list_anomalies(
     order_id: str | None = None,
     cursor: str | None = None,
 ) -> tuple[list[AnomalyRecord], str | None]:
-    after_at, after_id = decode_cursor(cursor) if cursor else (None, None)
-    if after_id is not None and not isinstance(after_id, int):
-        raise CursorError("cursor is not one this API issued")
+    after_at, after_id = decode_cursor(cursor, int)
     rows = await conn.fetch(
         """select id, kind, order_id, event_id, detail, status, created_at, resolved_at from anomalies
            where ($1::text is null or kind = $1)
@@ -180,9 +197,7 @@ async def list_anomalies(
         after_id,
         limit + 1,
     )
-    page = msgspec.convert([dict(r) for r in rows[:limit]], list[AnomalyRecord])
-    more = len(rows) > limit
-    return page, encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    return _page(rows, limit, _as(AnomalyRecord), lambda a: (a.created_at, a.id))
 
 
 async def reference_owner(conn: Conn, provider: str, account: str, reference: str) -> str | None:
@@ -208,9 +223,7 @@ async def list_quarantined(
     conn: Conn, *, limit: int, provider: str | None = None, cursor: str | None = None
 ) -> tuple[list[StoredEvent], str | None]:
     """Events no registered order matches yet (outcome `unknown_order`), oldest first."""
-    _, after_id = decode_cursor(cursor) if cursor else (None, None)
-    if after_id is not None and not isinstance(after_id, int):
-        raise CursorError("cursor is not one this API issued")
+    _, after_id = decode_cursor(cursor, int)  # the id alone orders this list; the time keeps one cursor shape
     rows = await conn.fetch(
         """select id, provider, dedupe_key, account, reference, claimed_order_id, order_id, status, amount,
                   currency, provider_payment_id, refunded_amount, occurred_at, reason, flag, source, outcome,
@@ -222,6 +235,4 @@ async def list_quarantined(
         after_id,
         limit + 1,
     )
-    page = msgspec.convert([dict(r) for r in rows[:limit]], list[StoredEvent])
-    more = len(rows) > limit
-    return page, encode_cursor(page[-1].received_at, page[-1].id) if more else None
+    return _page(rows, limit, _as(StoredEvent), lambda e: (e.received_at, e.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -11,6 +12,7 @@ import pytest
 from providers.base import PaymentStatus
 from service import ledger
 from service.model import Source
+from service.orders import encode_cursor
 from tests.service.test_ledger import event, register
 from tests.service.test_orders_api import api, base_url, problem_key
 
@@ -70,7 +72,13 @@ async def test_filters_and_pages(api: httpx.AsyncClient, pool: asyncpg.Pool) -> 
 
 @pytest.mark.parametrize(
     ("params", "key"),
-    [({"kind": "bogus"}, "kind"), ({"since": "soon"}, "since"), ({"limit": -1}, "limit"), ({"cursor": "@@"}, "cursor")],
+    [
+        ({"kind": "bogus"}, "kind"),
+        ({"since": "soon"}, "since"),
+        ({"limit": -1}, "limit"),
+        ({"cursor": "@@"}, "cursor"),
+        ({"cursor": encode_cursor(datetime(2026, 11, 24, tzinfo=UTC), "ord-1")}, "cursor"),  # an orders cursor
+    ],
 )
 async def test_bad_parameters_are_400(api: httpx.AsyncClient, params: dict[str, Any], key: str) -> None:
     response = await api.get("/v1/anomalies", params=params)
