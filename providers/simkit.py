@@ -12,7 +12,9 @@ from typing import Protocol
 
 import httpx
 import msgspec
-from litestar import Response
+from litestar import Response, get, put
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody
 from litestar.types import ASGIApp
 
 from providers.base import PaymentStatus
@@ -162,8 +164,30 @@ class SimulatedGateway(Protocol):
     def refund(self, reference: str, amount: int) -> None:
         """Refund part or all of a succeeded payment and notify."""
 
+    def replace_faults(self, faults: Faults) -> None:
+        """New fault knobs for the API and the webhooks; a seed restarts the random streams."""
+
     def asgi_app(self) -> ASGIApp:
         """The gateway's status API (same paths, fields, signatures, error codes)."""
 
     def gateway_config(self, api_base: str) -> dict[str, object]:
         """The PAYRECON_GATEWAYS `[[<gateway>]]` table that lets payrecon talk to this simulator."""
+
+
+def fault_routes(sim: SimulatedGateway) -> list[HTTPRouteHandler]:
+    """The `/_sim/` routes every simulator's app serves alike: read and replace the faults, read deliveries."""
+
+    @get("/_sim/faults")
+    async def read_faults() -> Faults:
+        return sim.faults
+
+    @put("/_sim/faults")
+    async def replace_faults(data: JSONBody[Faults]) -> Faults:
+        sim.replace_faults(data)
+        return sim.faults
+
+    @get("/_sim/deliveries")
+    async def deliveries() -> dict[str, list[Delivery] | list[int]]:
+        return {"deliveries": sim.dispatcher.deliveries, "dropped": sim.dispatcher.dropped}
+
+    return [read_faults, replace_faults, deliveries]

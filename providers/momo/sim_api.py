@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Litestar, Response, get, post, put
+from litestar import Litestar, Response, get, post
 from litestar.params import FromPath, JSONBody, RawBody
 
 from providers.base import PaymentStatus
@@ -21,7 +21,7 @@ from providers.momo.simulator import (
     sign_sorted,
 )
 from providers.momo.wire import CreateRequest, QueryRequest, RefundRequest
-from providers.simkit import Faults, api_fault
+from providers.simkit import api_fault, fault_routes
 
 if TYPE_CHECKING:
     from providers.momo.simulator import Simulator
@@ -267,19 +267,6 @@ def build_app(sim: Simulator) -> Litestar:
 
         return control(act)
 
-    @get("/_sim/faults")
-    async def sim_faults() -> Response[bytes]:
-        return _json(sim.faults)
-
-    @put("/_sim/faults")
-    async def sim_set_faults(data: JSONBody[Faults]) -> Response[bytes]:
-        sim.replace_faults(data)
-        return _json(sim.faults)
-
-    @get("/_sim/deliveries")
-    async def sim_deliveries() -> Response[bytes]:
-        return _json({"deliveries": sim.dispatcher.deliveries, "dropped": sim.dispatcher.dropped})
-
     return Litestar(
         route_handlers=[
             query,
@@ -290,9 +277,7 @@ def build_app(sim: Simulator) -> Litestar:
             sim_show,
             sim_status,
             sim_refund,
-            sim_faults,
-            sim_set_faults,
-            sim_deliveries,
+            *fault_routes(sim),
         ],
         logging_config=None,  # leave logging to the host (uvicorn, pytest); litestar's default echoes httpx at INFO
     )

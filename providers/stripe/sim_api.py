@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Litestar, Request, Response, get, post, put
+from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
 
 from providers.base import PaymentStatus
-from providers.simkit import Faults, api_fault
+from providers.simkit import api_fault, fault_routes
 
 if TYPE_CHECKING:
     from providers.stripe.simulator import Simulator
@@ -271,22 +271,6 @@ def build_app(sim: Simulator) -> Litestar:
             return failed(exc)
         return Response(render_intent(sim, sim.intents[reference], ["latest_charge"]))
 
-    @get("/_sim/faults")
-    async def sim_faults() -> Faults:
-        return sim.faults
-
-    @put("/_sim/faults")
-    async def sim_set_faults(data: JSONBody[Faults]) -> Faults:
-        sim.replace_faults(data)
-        return sim.faults
-
-    @get("/_sim/deliveries")
-    async def sim_deliveries() -> dict[str, Any]:
-        return {
-            "deliveries": msgspec.to_builtins(sim.dispatcher.deliveries),
-            "dropped": list(sim.dispatcher.dropped),
-        }
-
     return Litestar(
         route_handlers=[
             search_intents,
@@ -297,9 +281,7 @@ def build_app(sim: Simulator) -> Litestar:
             sim_read,
             sim_status,
             sim_refund,
-            sim_faults,
-            sim_set_faults,
-            sim_deliveries,
+            *fault_routes(sim),
         ],
         openapi_config=None,
     )

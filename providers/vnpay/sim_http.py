@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Litestar, Response, get, post, put
+from litestar import Litestar, Response, get, post
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody, RawBody
 
 from providers.base import PaymentStatus
-from providers.simkit import Delivery, Faults, SimPayment, api_fault
+from providers.simkit import SimPayment, api_fault, fault_routes
 from providers.vnpay.signing import matches, sign_pipe
 from providers.vnpay.simulator import SimTransaction, Simulator
 from providers.vnpay.wire import (
@@ -203,19 +203,4 @@ def build_app(sim: Simulator) -> Litestar:
         _control(lambda: sim.refund(reference, data.amount))
         return sim.transaction(reference)
 
-    @get("/_sim/faults")
-    async def read_faults() -> Faults:
-        return sim.faults
-
-    @put("/_sim/faults")
-    async def replace_faults(data: JSONBody[Faults]) -> Faults:
-        sim.replace_faults(data)
-        return sim.faults
-
-    @get("/_sim/deliveries")
-    async def deliveries() -> dict[str, list[Delivery] | list[int]]:
-        return {"deliveries": sim.dispatcher.deliveries, "dropped": sim.dispatcher.dropped}
-
-    return Litestar(
-        route_handlers=[transaction_api, create, read, status, native, refund, read_faults, replace_faults, deliveries]
-    )
+    return Litestar(route_handlers=[transaction_api, create, read, status, native, refund, *fault_routes(sim)])
