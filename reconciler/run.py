@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -150,7 +151,7 @@ async def check_order(
         asked = Answer(provider=ref.provider, account=ref.account, reference=ref.reference)
         try:
             event = await limits.for_account(ref.provider, ref.account).call(
-                lambda a=adapter, q=query: a.fetch_status(q, env.http)  # type: ignore[misc]
+                partial(adapter.fetch_status, query, env.http)
             )
         except Exception as exc:  # every gateway failure is a finding, never an order change
             answers.append(replace(asked, error=f"{ref.provider}/{ref.account}: {_describe(exc)}"))
