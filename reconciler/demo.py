@@ -43,6 +43,7 @@ from service.settings import Settings
 
 GATEWAYS = ("stripe", "momo", "vnpay")
 DEMO_DATABASE = "payrecon_demo"
+SCRATCH_MARK = "payrecon scratch database: dropped and recreated by every demo or benchmark run"
 
 
 @contextlib.asynccontextmanager
@@ -69,8 +70,15 @@ async def fresh_database(url: str, name: str) -> str:
     """
     admin = await asyncpg.connect(embedded.with_database(url, "postgres"))
     try:
+        exists, mark = await admin.fetchrow(
+            "select true, shobj_description(oid, 'pg_database') from pg_database where datname = $1", name
+        ) or (False, None)
+        if exists and mark != SCRATCH_MARK:
+            # Only ever drop what a demo or benchmark created: never a database someone pointed us at.
+            raise CliError(f"database {name!r} exists and was not created by the demo; choose another --database")
         await admin.execute(f'drop database if exists "{name}" with (force)')
         await admin.execute(f'create database "{name}"')
+        await admin.execute(f"comment on database \"{name}\" is '{SCRATCH_MARK}'")
     except asyncpg.PostgresError as exc:
         raise CliError(f"cannot create the demo database {name!r} on that server: {exc}") from None
     finally:
@@ -233,7 +241,7 @@ def run(once: bool, per_gateway: int, drop: float, seed: int | None, database: s
         demo_url: str = run_async(lambda: fresh_database(s.database_url or "", database))
         s = msgspec.structs.replace(s, database_url=demo_url)
         console.print(f"A fresh database {database!r} holds the demo's data (kept after it ends).")
-        chosen = seed or secrets.randbelow(10**6)
+        chosen = seed if seed is not None else secrets.randbelow(10**6)
         try:
             run_async(lambda: story(s, console, once=once, per_gateway=per_gateway, drop=drop, seed=chosen))
         except KeyboardInterrupt:

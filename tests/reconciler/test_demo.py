@@ -10,8 +10,11 @@ import time
 import uuid
 
 import asyncpg
+import pytest
 
+from reconciler.demo import fresh_database
 from service import embedded
+from service.cli import CliError
 from service.serving import free_port
 from service.settings import Settings
 from tests.conftest import REPO
@@ -80,3 +83,20 @@ async def test_the_demo_tells_the_whole_story_and_ends_with_every_order_matching
     kinds = {r["kind"]: r["n"] for r in demo_rows}
     assert kinds["repaired"] == int(before[1])  # the report names exactly what was wrong
     assert "Traceback" not in text
+
+
+async def test_the_demo_never_drops_a_database_it_did_not_create(server_urls) -> None:
+    name = f"payrecon_not_a_demo_{uuid.uuid4().hex[:8]}"
+    scratch = f"payrecon_demo_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_urls.database_url)
+    try:
+        await admin.execute(f'create database "{name}"')
+        with pytest.raises(CliError, match="was not created by the demo"):
+            await fresh_database(server_urls.database_url, name)
+        assert await admin.fetchval("select 1 from pg_database where datname = $1", name) == 1
+        await fresh_database(server_urls.database_url, scratch)  # new: created and marked
+        await fresh_database(server_urls.database_url, scratch)  # marked: recreated
+    finally:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.execute(f'drop database if exists "{scratch}" with (force)')
+        await admin.close()

@@ -32,7 +32,10 @@ MAX_BODY = 2048
 
 # What a client can put in a header value: visible ASCII, no leading or trailing space (h11 refuses).
 printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=120).map(str.strip)
-header_names = st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=20)
+# Framing headers are the HTTP client's to write: a compliant client refuses to send a forged
+# Content-Length, so fuzzing them tests httpx, not us (hypothesis found "content-length").
+FRAMING = {"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade", "te", "trailer"}
+header_names = st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=20).filter(lambda n: n not in FRAMING)
 junk_headers = st.dictionaries(header_names, printable, max_size=4)
 accounts = st.sampled_from([None, "default", "other", "%00", "a" * 200])
 
