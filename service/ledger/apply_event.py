@@ -190,6 +190,7 @@ async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = Fal
             new.refunded_amount,
             event.source,
         )
+        await announce(conn, order_id, new.status)
         after = OrderState(
             status=new.status,
             refunded_amount=new.refunded_amount,
@@ -293,6 +294,24 @@ async def insert_reference(
     return bool(added)
 
 
+async def announce(conn: Conn, order_id: str, status: PaymentStatus) -> None:
+    """Write the outbox row of a transition the caller just made, with the order as it now is.
+
+    In the ledger's transaction (issue 11): what commits is announced, what rolls back is not.
+    """
+    await conn.execute(
+        """insert into notifications (type, order_id, order_version, data)
+           select $2, o.id, o.version, to_jsonb(o) from orders o where o.id = $1""",
+        order_id,
+        notification_type(status),
+    )
+
+
+def notification_type(status: PaymentStatus) -> str:
+    """The shop-facing event type of a transition to `status` (the outbox's type check lists them)."""
+    return f"order.{status}"
+
+
 def _raw_headers(raw: RawDelivery) -> dict[str, str]:
     # VNPay signs the query string of a GET: keep it beside the headers, as a pseudo-header.
     return {**raw.headers, ":query_string": raw.query_string} if raw.query_string else dict(raw.headers)
@@ -312,9 +331,16 @@ async def record_anomaly(
     `count=False` leaves the metric to the caller (the ledger counts after its commit).
     """
     new = await conn.fetchval(
-        # the unique index on (kind, order, event) makes a redelivered anomaly a no-op
-        """insert into anomalies (kind, order_id, event_id, detail) values ($1, $2, $3, $4)
-           on conflict do nothing returning true""",
+        # The unique index on (kind, order, event) makes a redelivered anomaly a no-op. A new one is
+        # announced to the shop through the outbox in the same statement (and so the same transaction).
+        """with opened as (
+               insert into anomalies (kind, order_id, event_id, detail) values ($1, $2, $3, $4)
+               on conflict do nothing returning id, order_id),
+           announced as (
+               insert into notifications (type, order_id, order_version, anomaly_id, data)
+               select 'anomaly.opened', o.id, o.version, opened.id, to_jsonb(o)
+               from opened join orders o on o.id = opened.order_id)
+           select true from opened""",
         kind,
         order_id,
         event_id,

@@ -256,3 +256,25 @@ async def test_get_order(pool: asyncpg.Pool) -> None:
     assert [(r.provider, r.reference, r.provider_data) for r in order.references] == [
         ("vnpay", "ord-1", {"vnp_create_date": "20261124100000"})
     ]
+
+
+async def test_each_transition_and_new_anomaly_writes_one_outbox_row_in_its_transaction(pool: asyncpg.Pool) -> None:
+    await register(pool)
+    await ledger.apply(pool, event(S.PROCESSING), Source.WEBHOOK)
+    await ledger.apply(pool, event(S.SUCCEEDED, amount=1), Source.WEBHOOK)  # amount mismatch: anomaly only
+    await ledger.apply(pool, event(S.SUCCEEDED), Source.WEBHOOK, dry_run=True)  # rolled back: never announced
+    paid = event(S.SUCCEEDED)
+    await ledger.apply(pool, paid, Source.WEBHOOK)
+    await ledger.apply(pool, paid, Source.WEBHOOK)  # a duplicate announces nothing
+    rows = await pool.fetch(
+        "select type, order_version, anomaly_id is not null as anomaly, data from notifications order by id"
+    )
+    assert [(r["type"], r["order_version"], r["anomaly"]) for r in rows] == [
+        ("order.processing", 2, False),
+        ("anomaly.opened", 2, True),
+        ("order.succeeded", 3, False),
+    ]
+    assert (rows[2]["data"]["status"], rows[2]["data"]["version"]) == (
+        "succeeded",
+        3,
+    )  # the order as it is right after the transition
