@@ -87,17 +87,22 @@ def migrate() -> None:
 @cli.command()
 @click.option("--host", help="Listen address (default PAYRECON_HOST).")
 @click.option("--port", type=int, help="Listen port (default PAYRECON_PORT).")
-def serve(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API and webhooks with uvicorn."""
-    import uvicorn
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes sharing the port (default PAYRECON_WORKERS, else one per CPU).",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HTTP API and webhooks with uvicorn, one worker process per CPU by default."""
+    from service.serving import serve_workers, single_server, worker_count
 
-    from service.app import create_app
-
-    settings = get_settings(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    options = {"host": host, "port": port, "workers": workers}
+    settings = get_settings(**{k: v for k, v in options.items() if v is not None})
     with embedded.resolved(settings) as s:
-        app = create_app(s)
-        config = uvicorn.Config(app, host=s.host, port=s.port, log_level=s.log_level.lower(), lifespan="on")
-        run_async(uvicorn.Server(config).serve)
+        if worker_count(s) == 1:
+            run_async(single_server(s).serve)
+        else:
+            serve_workers(s)
 
 
 @cli.command()

@@ -1,6 +1,7 @@
-"""uvicorn inside the caller's event loop, on a loopback port: the demo's servers, benchmarks and tests.
+"""Serving the app with uvicorn: `payrecon serve` (`serve_forever`, one process per CPU), and inside
+the caller's event loop on a loopback port (`serving`: the demo's servers, benchmarks and tests).
 
-Unlike litestar's AsyncTestClient (which runs the app in a portal thread with its own loop), the
+`serving`: unlike litestar's AsyncTestClient (which runs the app in a portal thread with its own loop), the
 app shares the caller's loop, so it can be handed objects of that loop, and it speaks real HTTP.
 """
 
@@ -8,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import uvicorn
 from litestar.types import ASGIApp
+from uvicorn.supervisors import Multiprocess
+
+from service.settings import PREFIX, Settings
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -48,3 +54,50 @@ async def serving(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask, as a container's cpuset limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(settings: Settings) -> int:
+    return settings.workers or cpu_count()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    # "auto": uvloop and httptools when installed (they are dependencies; bench/RESULTS.md has the figures)
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "lifespan": "on",
+        "loop": "auto",
+        "http": "auto",
+    }
+
+
+def single_server(settings: Settings) -> uvicorn.Server:
+    """`payrecon serve --workers 1`: the app in this process."""
+    from service.app import create_app  # not at the top: the app imports half the service
+
+    return uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings)))
+
+
+def serve_workers(settings: Settings) -> None:
+    """`payrecon serve` with several processes sharing one listening socket, until SIGINT/SIGTERM.
+
+    uvicorn's supervisor starts them (and replaces any that dies); each builds its app from the
+    environment (`create_app()`), so the resolved database and Redis URLs — embedded servers'
+    included — are exported first. Each has its own pool of PAYRECON_DB_POOL_MAX connections.
+    """
+    for name, value in ((f"{PREFIX}DATABASE_URL", settings.database_url), (f"{PREFIX}REDIS_URL", settings.redis_url)):
+        if value is not None:
+            os.environ[name] = value
+    config = uvicorn.Config(
+        "service.app:create_app", factory=True, workers=worker_count(settings), **uvicorn_options(settings)
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

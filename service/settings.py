@@ -29,6 +29,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: Port = 8000
+    # `payrecon serve` processes sharing the port; 0 = one per CPU the process may run on
+    workers: Annotated[int, msgspec.Meta(ge=0)] = 0
     gateways: str | None = None  # path of the TOML file of gateway accounts
     data_dir: str = ".payrecon"  # embedded servers' data, relative to the working directory
     db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
