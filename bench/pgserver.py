@@ -1,0 +1,102 @@
+"""A private PostgreSQL 15 for benchmarks: initdb + pg_ctl on a free port in a temp dir.
+
+Benchmarks never use the machine's shared server: other engineers' test suites would be in
+the figures. The server lives as long as the `private_postgres()` block and is removed after.
+
+Tuning (a benchmark of a durable OLTP write path on a small machine, not a production template):
+- fsync and synchronous_commit stay ON: an acknowledged webhook must be on disk, and the
+  pgbench ceiling pays the same commit cost, so the ratio compares like with like;
+- shared_buffers 2GB: the 10 M-event history (about 6 GB with indexes) does not fit, its hot
+  tail does — as on a production server, RAM ≪ history;
+- max_wal_size 16GB, checkpoint_timeout 30min: no checkpoint in the middle of a 10 s figure
+  (a checkpoint storm is a real cost, but a separate benchmark's);
+- wal_buffers 64MB, wal_compression off: bigger group commits, no CPU spent compressing;
+- jit off: statements of a few rows only pay JIT's compile time;
+- max_connections 300: 64-connection load plus the server pools;
+- autovacuum on with the defaults: history grows as in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from service.serving import free_port
+
+BINDIR = Path(os.environ.get("PAYRECON_BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "max_connections": "300",
+    "shared_buffers": "'2GB'",
+    "effective_cache_size": "'8GB'",
+    "work_mem": "'16MB'",
+    "maintenance_work_mem": "'1GB'",
+    "max_wal_size": "'16GB'",
+    "min_wal_size": "'1GB'",
+    "checkpoint_timeout": "'30min'",
+    "wal_buffers": "'64MB'",
+    "jit": "off",
+    "random_page_cost": "1.1",
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "logging_collector": "off",
+    "log_min_messages": "warning",
+}
+
+
+def _as_postgres() -> list[str]:
+    # initdb refuses to run as root; the machine's `postgres` user owns the data directory instead.
+    if os.geteuid() != 0:
+        return []
+    pwd.getpwnam("postgres")
+    return ["runuser", "-u", "postgres", "--"]
+
+
+@contextlib.contextmanager
+def private_postgres(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a fresh PostgreSQL; yield the URL of its `postgres` database; stop and delete it after."""
+    if not (BINDIR / "initdb").exists():
+        raise SystemExit(f"no PostgreSQL binaries in {BINDIR}; set PAYRECON_BENCH_PG_BIN")
+    folder = Path(tempfile.mkdtemp(prefix="payrecon-bench-pg-"))
+    sudo = _as_postgres()
+    if sudo:
+        shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    port = free_port()
+    try:
+        subprocess.run(
+            [*sudo, str(BINDIR / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        options = {**SETTINGS, **(settings or {}), "port": str(port), "unix_socket_directories": f"'{folder}'"}
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.writelines(f"{name} = {value}\n" for name, value in options.items())
+        subprocess.run(
+            [*sudo, str(BINDIR / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "start"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            subprocess.run(
+                [*sudo, str(BINDIR / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                check=False,
+                stdout=subprocess.DEVNULL,
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def describe() -> str:
+    """One line for a benchmark's header: what the private server runs with."""
+    keys = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "synchronous_commit", "fsync", "jit")
+    return "private PostgreSQL 15: " + ", ".join(f"{k}={SETTINGS[k].strip(chr(39))}" for k in keys)
