@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -44,16 +45,17 @@ from service.serving import free_port
 GATEWAYS = ("stripe", "momo", "vnpay")
 PRICES = {"stripe": (1999, "USD"), "momo": (150_000, "VND"), "vnpay": (250_000, "VND")}
 GOAL_RATIO, GOAL_P99_MS = 0.55, 50.0
+CEILING_ORDERS = 100_000
 
 
 class Gateway:
     """One simulated gateway: registers its orders in bulk and writes its pre-signed deliveries."""
 
-    def __init__(self, name: str, count: int) -> None:
+    def __init__(self, name: str, count: int, tag: str = "") -> None:
         self.name, self.count = name, count
         self.amount, self.currency = PRICES[name]
         self.sim = {"stripe": StripeSimulator, "momo": MomoSimulator, "vnpay": VnpaySimulator}[name]()
-        self.orders = [f"{name}-{i:07d}" for i in range(count)]
+        self.orders = [f"{name}{tag}-{i:07d}" for i in range(count)]
 
     def references(self) -> Iterator[tuple[str, str]]:
         """(order id, the reference it is registered with)."""
@@ -108,15 +110,110 @@ async def register(url: str, gateways: list[Gateway]) -> None:
         await conn.close()
 
 
-async def applied(url: str, provider: str) -> int:
+async def applied(url: str, provider: str, since_id: int) -> int:
     conn = await asyncpg.connect(url)
     try:
         count: int = await conn.fetchval(
-            "select count(*) from payment_events where provider = $1 and outcome = 'applied'", provider
+            "select count(*) from payment_events where id > $2 and provider = $1 and outcome = 'applied'",
+            provider,
+            since_id,
         )
         return count
     finally:
         await conn.close()
+
+
+async def last_event_id(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("select coalesce(max(id), 0) from payment_events"))
+    finally:
+        await conn.close()
+
+
+class Figure(msgspec.Struct, frozen=True):
+    gateway: str
+    ceiling_tps: float
+    wrk: load.WrkResult
+    applied: int
+    sent: int  # distinct deliveries in the file
+
+    @property
+    def rate(self) -> float:
+        return self.applied / self.wrk.seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.rate / self.ceiling_tps
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= GOAL_RATIO and self.wrk.p99_ms < GOAL_P99_MS and self.wrk.errors == 0
+
+
+def measure(
+    g: Gateway,
+    url: str,
+    served: load.Served,
+    folder: Path,
+    *,
+    seconds: float,
+    connections: int,
+    pg_clients: int,
+    profile: Path | None = None,
+) -> Figure:
+    """The ceiling right before, then wrk with the gateway's pre-signed deliveries; counts applied events."""
+    requests_file = folder / f"{g.name}.tsv"
+    count = load.write_requests(requests_file, g.deliveries())
+    tps = ceiling.run(url, orders=CEILING_ORDERS, seconds=seconds, clients=pg_clients)
+    since = asyncio.run(last_event_id(url))
+    with load.profiled(served.pid, profile, seconds):
+        result = load.run_wrk(served.url + "/", requests_file, seconds=seconds, connections=connections)
+    figure = Figure(g.name, tps, result, asyncio.run(applied(url, g.name, since)), count)
+    print(
+        f"  {g.name}: ceiling {tps:,.0f} tps; {figure.rate:,.0f} applied/s, p99 {result.p99_ms:.1f} ms",
+        flush=True,
+    )
+    return figure
+
+
+@contextlib.contextmanager
+def payrecon(
+    url: str, folder: Path, gateways: list[Gateway], command: list[str] | None = None
+) -> Iterator[load.Served]:
+    """`payrecon serve` (or `command`, "{port}" replaced) with the gateways' accounts and a private Redis."""
+    with embedded.redis_server(folder) as redis_url:
+        gateways_file = folder / "gateways.toml"
+        # Status API base URLs are never called here: only webhooks are.
+        tables = {g.name: [g.sim.gateway_config(f"http://{g.name}.invalid")] for g in gateways}
+        gateways_file.write_text(gateways_toml(tables))
+        port = free_port()
+        env = {
+            **os.environ,
+            "PAYRECON_DATABASE_URL": url,
+            "PAYRECON_REDIS_URL": redis_url,
+            "PAYRECON_GATEWAYS": str(gateways_file),
+            "PAYRECON_PORT": str(port),
+            "PAYRECON_LOG_LEVEL": "WARNING",
+        }
+        command = [c.format(port=port) for c in command] if command else load.payrecon_serve(None)
+        print(f"server: {' '.join(command)}", flush=True)
+        with load.server(command, env, port) as served:
+            yield served
+
+
+def table(figures: list[Figure]) -> None:
+    goal = f"goal (≥ {GOAL_RATIO} and p99 < {GOAL_P99_MS:g} ms)"
+    head = "| gateway | ceiling (pgbench tps) | ingest (applied/s) | ratio | p50 ms | p99 ms | answers | errors |"
+    print(f"{head} {goal} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for f in figures:
+        r = f.wrk
+        wrapped = f" ({r.requests - f.sent} re-sent)" if r.requests > f.sent else ""
+        print(
+            f"| {f.gateway} | {f.ceiling_tps:,.0f} | {f.rate:,.0f} | {f.ratio:.2f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+            f"{r.requests:,}{wrapped} | {r.errors} | {'met' if f.met else 'NOT met'} |"
+        )
 
 
 async def setup(url: str, gateways: list[Gateway], ceiling_orders: int) -> None:
@@ -137,71 +234,36 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="payrecon serve --workers (default: its own)")
     parser.add_argument("--events", type=int, default=15_000, help="distinct deliveries per gateway")
     parser.add_argument("--gateways", default=",".join(GATEWAYS))
-    parser.add_argument(
-        "--server", help="another server command to measure instead of payrecon serve ({port} is replaced)"
-    )
+    parser.add_argument("--server", help="a server command to measure instead ({port} replaced)")
     parser.add_argument("--profile", help="a folder: py-spy records the server during each wrk run (collapsed stacks)")
     args = parser.parse_args()
-    names = [n for n in args.gateways.split(",") if n]
     load.wrk_binary()
-
     print(load.machine())
     print(pgserver.describe())
     source, _ = ceiling.script()
     print(f"ceiling SQL from {source}; pgbench -M prepared -c{args.pg_clients} -j2")
-    gateways = [Gateway(n, args.events) for n in names]
-    rows = []
+    gateways = [Gateway(n, args.events) for n in args.gateways.split(",") if n]
+    command = args.server.split() if args.server else load.payrecon_serve(args.workers)
+    figures = []
     with pgserver.private_postgres() as url, tempfile.TemporaryDirectory() as folder:
-        folder_path = Path(folder)
-        with embedded.redis_server(folder_path) as redis_url:
-            asyncio.run(setup(url, gateways, ceiling_orders=100_000))
-            gateways_file = folder_path / "gateways.toml"
-            # Status API base URLs are never called here: only webhooks are.
-            tables = {g.name: [g.sim.gateway_config(f"http://{g.name}.invalid")] for g in gateways}
-            gateways_file.write_text(gateways_toml(tables))
-            port = free_port()
-            env = {
-                **os.environ,
-                "PAYRECON_DATABASE_URL": url,
-                "PAYRECON_REDIS_URL": redis_url,
-                "PAYRECON_GATEWAYS": str(gateways_file),
-                "PAYRECON_PORT": str(port),
-                "PAYRECON_LOG_LEVEL": "WARNING",
-            }
-            command = args.server.format(port=port).split() if args.server else load.payrecon_serve(args.workers)
-            print(f"server: {' '.join(command[1:] if not args.server else command)}")
-            with load.server(command, env, port) as served:
-                for g in gateways:
-                    requests_file = folder_path / f"{g.name}.tsv"
-                    count = load.write_requests(requests_file, g.deliveries())
-                    tps = ceiling.run(url, orders=100_000, seconds=args.seconds, clients=args.pg_clients)
-                    before = asyncio.run(applied(url, g.name))
-                    profile = args.profile and Path(args.profile) / f"{g.name}.folded"
-                    with load.profiled(served.pid, profile or None, args.seconds):
-                        result = load.run_wrk(
-                            served.url + "/", requests_file, seconds=args.seconds, connections=args.connections
-                        )
-                    stored = asyncio.run(applied(url, g.name)) - before
-                    rows.append((g.name, tps, result, stored, count))
-                    print(
-                        f"  {g.name}: ceiling {tps:,.0f} tps; {stored / result.seconds:,.0f} applied/s, "
-                        f"p99 {result.p99_ms:.1f} ms",
-                        flush=True,
+        asyncio.run(setup(url, gateways, ceiling_orders=CEILING_ORDERS))
+        with payrecon(url, Path(folder), gateways, command) as served:
+            for g in gateways:
+                profile = Path(args.profile) / f"{g.name}.folded" if args.profile else None
+                figures.append(
+                    measure(
+                        g,
+                        url,
+                        served,
+                        Path(folder),
+                        seconds=args.seconds,
+                        connections=args.connections,
+                        pg_clients=args.pg_clients,
+                        profile=profile,
                     )
+                )
     print()
-    goal = f"goal (≥ {GOAL_RATIO} and p99 < {GOAL_P99_MS:g} ms)"
-    head = "| gateway | ceiling (pgbench tps) | ingest (applied/s) | ratio | p50 ms | p99 ms | answers | errors |"
-    print(f"{head} {goal} |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for name, tps, r, stored, count in rows:
-        rate = stored / r.seconds
-        ratio = rate / tps
-        wrapped = f" ({r.requests - count} re-sent)" if r.requests > count else ""
-        met = "met" if ratio >= GOAL_RATIO and r.p99_ms < GOAL_P99_MS and r.errors == 0 else "NOT met"
-        print(
-            f"| {name} | {tps:,.0f} | {rate:,.0f} | {ratio:.2f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-            f"{r.requests:,}{wrapped} | {r.errors} | {met} |"
-        )
+    table(figures)
 
 
 if __name__ == "__main__":

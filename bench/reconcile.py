@@ -1,13 +1,23 @@
-"""Benchmark: reconciliation throughput — candidates checked per second against the three simulators.
+"""Benchmark: the reconciler — CPU per checked order, throughput under gateway latency, memory vs candidates.
 
-    .venv/bin/python bench/reconcile.py [--orders 600] [--concurrency 16] [--helpers 0] [--batch 50]
+    .venv/bin/python bench/reconcile.py [--orders 10000] [--latency-orders 3000] [--latency 0.05]
+                                        [--concurrency 16] [--latency-concurrency 4] [--rss-candidates 1000000]
 
-Registers `--orders` orders (a third per gateway) whose payments succeeded at the gateway while
-every webhook was lost, then times one run that repairs them all (status query over HTTP,
-ledger apply, finding), and a second sweep that finds them all in sync. The simulators serve
-from the same process and event loop, so their CPU counts against the figure: a real gateway's
-latency, not its CPU, would bound a production run. Uses PAYRECON_DATABASE_URL's server (or the
-embedded one) and a scratch database `payrecon_bench`, recreated each time.
+The three simulators run in a SEPARATE process (bench/simulators.py), so their CPU is not the
+reconciler's; PostgreSQL is a private server (bench/pgserver.py). Orders are registered in bulk
+(SQL), a third per gateway, each paid at its gateway while every webhook was lost. Phases, all in
+one run of one process (the reconciler's figures are this process's CPU and memory):
+
+  1. 0 ms latency: a run repairs `--orders` orders (status query over HTTP → ledger apply →
+     finding), then a `since` sweep finds them all in sync. Candidates/s and CPU ms per checked
+     order (this process's user+system time ÷ checked).
+  2. `--latency` (50 ms) added to every status answer: a run repairs `--latency-orders` orders
+     with `--latency-concurrency` query slots per account (3 accounts). Expected throughput is
+     slots ÷ latency; the goal is ≥ 90 % of it.
+  3. Memory: 10,000 open orders unknown to the gateways, checked for up to `--rss-seconds`;
+     then `--rss-candidates` (1 M) more, checked for the same time. Peak RSS of this process
+     during each (sampled every 0.2 s) must stay flat: a run holds a batch and its in-flight
+     checks, never the candidate list.
 """
 
 from __future__ import annotations
@@ -15,114 +25,223 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import resource
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
 import asyncpg
 import httpx
 import msgspec
+import pgserver
+import psutil
+import simulators
 
-from providers.base import PaymentStatus
 from providers.http import RetryPolicy
 from providers.registry import adapter_classes
-from reconciler.demo import fresh_database
 from reconciler.run import RunEnv, execute
-from service import db, embedded, ledger, migrate, runs
-from service.model import NewOrder
-from service.serving import free_port as pick_port
-from service.serving import serving
+from service import db, migrate, runs
 from service.settings import load_settings
 
-GATEWAYS = ("stripe", "momo", "vnpay")
-PRICES = {"stripe": (1999, "USD"), "momo": (150_000, "VND"), "vnpay": (250_000, "VND")}
+HERE = Path(__file__).resolve().parent
 
 
-@contextlib.asynccontextmanager
-async def simulators(concurrency: int) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
-    import importlib
-
-    sims = {n: importlib.import_module(f"providers.{n}.simulator").Simulator() for n in GATEWAYS}
-    async with contextlib.AsyncExitStack() as stack:
-        urls = {n: await stack.enter_async_context(serving(s.asgi_app(), pick_port())) for n, s in sims.items()}
-        classes = adapter_classes()
-        adapters = {}
-        for name, sim in sims.items():
-            table = {**sim.gateway_config(urls[name]), "query_concurrency": concurrency, "query_rate": 100_000.0}
-            account = msgspec.convert(table, classes[name].Account)
-            adapters[name] = classes[name]([account], retry=RetryPolicy(attempts=2, base_delay=0.01))
-        yield sims, adapters
-
-
-async def register(pool: asyncpg.Pool, sims: dict[str, Any], orders: int) -> None:
-    for i in range(orders):
-        gateway = GATEWAYS[i % 3]
-        amount, currency = PRICES[gateway]
-        order_id = f"bench-{i:06d}"
-        payment = sims[gateway].create_payment(order_id=order_id, amount=amount, currency=currency)
-        new = NewOrder(
-            id=order_id,
-            amount=amount,
-            currency=currency,
-            provider=gateway,
-            reference=payment.reference,
-            provider_data=payment.provider_data,
+async def register(pool: asyncpg.Pool, prefix: str, count: int) -> None:
+    """`count` pending orders `prefix-i` at gateway i % 3 with the references bench/simulators.py uses."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """with o as (
+                   select i, $1 || '-' || i as id, (array['stripe', 'momo', 'vnpay'])[1 + i % 3] as provider
+                   from generate_series(0, $2 - 1) i),
+               r as (
+                   select o.*, case when provider = 'stripe' then 'pi_' || replace(id, '-', '_') else id end as ref
+                   from o),
+               inserted as (
+                   insert into orders (id, amount, currency, provider, account, reference, request_hash, created_at)
+                   select id, (array[1999, 150000, 250000])[1 + i % 3], (array['USD', 'VND', 'VND'])[1 + i % 3],
+                          provider, 'default', ref, 'bench', now() - interval '1 minute'
+                   from r)
+               insert into order_references (provider, account, reference, order_id, provider_data)
+               select provider, 'default', ref, id,
+                      case when provider = 'vnpay' then jsonb_build_object('vnp_create_date', $3::text)
+                           else '{}'::jsonb end
+               from r""",
+            prefix,
+            count,
+            simulators.VNPAY_CREATE_DATE,
         )
-        await ledger.register_order(pool, new)
-        sims[gateway].set_status(payment.reference, PaymentStatus.SUCCEEDED)  # no webhook_url: lost
+        await conn.execute("analyze orders, order_references")
 
 
-async def timed_run(envs: list[RunEnv], since: datetime | None) -> tuple[float, runs.ReconcileRun]:
-    async with envs[0].pool.acquire() as conn:
+def adapters(tables: dict[str, dict[str, object]], concurrency: int) -> dict[str, object]:
+    classes = adapter_classes()
+    built = {}
+    for name, table in tables.items():
+        account = msgspec.convert(
+            {**table, "query_concurrency": concurrency, "query_rate": 100_000.0}, classes[name].Account
+        )
+        built[name] = classes[name]([account], retry=RetryPolicy(attempts=2, base_delay=0.01))
+    return built
+
+
+async def set_latency(tables: dict[str, dict[str, object]], latency: float) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for table in tables.values():
+            answer = await client.put(f"{table['api_base']}/_sim/faults", json={"api_latency": latency})
+            answer.raise_for_status()
+
+
+class Peak:
+    """This process's resident memory, sampled while a block runs."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._process = psutil.Process()
+
+    async def sample(self) -> None:
+        while True:
+            self.bytes = max(self.bytes, self._process.memory_info().rss)
+            await asyncio.sleep(0.2)
+
+
+class Figure(msgspec.Struct):
+    label: str
+    checked: int
+    seconds: float
+    cpu: float
+    findings: str
+    peak_rss: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.checked / self.seconds
+
+
+async def timed_run(env: RunEnv, label: str, *, since: datetime | None = None, limit: float | None = None) -> Figure:
+    async with env.pool.acquire() as conn:
         run = await runs.create_run(conn, trigger=runs.Trigger.CLI, params=runs.RunParams(since=since))
     assert run is not None
-    started = time.perf_counter()
-    results = await asyncio.gather(
-        execute(envs[0], run, lead=True), *(execute(env, run, lead=False) for env in envs[1:])
+    peak = Peak()
+    sampler = asyncio.create_task(peak.sample())
+    cpu, started = time.process_time(), time.perf_counter()
+    task = asyncio.create_task(execute(env, run, lead=True))
+    try:
+        ended = await asyncio.wait_for(asyncio.shield(task), limit) if limit else await task
+    except TimeoutError:
+        task.cancel()  # bounded: the run stays `running` in this scratch database
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        ended = None
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    sampler.cancel()
+    async with env.pool.acquire() as conn:
+        counts = await conn.fetch("select kind, count(*) from reconcile_findings where run_id = $1 group by 1", run.id)
+    checked = sum(r[1] for r in counts)
+    kinds = ", ".join(f"{r[0]} {r[1]}" for r in sorted(counts))
+    if ended is not None:
+        assert ended.counts["checked"] == checked, (ended.counts, checked)
+    figure = Figure(label, checked, seconds, cpu, kinds, peak.bytes)
+    print(
+        f"  {label}: {checked:,} checked in {seconds:.1f} s = {figure.rate:,.0f}/s, "
+        f"{1000 * cpu / max(1, checked):.2f} ms CPU each, peak RSS {peak.bytes / 2**20:.0f} MiB ({kinds})",
+        flush=True,
     )
-    ended = results[0]
-    assert ended is not None
-    return time.perf_counter() - started, ended
+    return figure
 
 
-async def main(args: argparse.Namespace) -> None:
-    settings = load_settings(reconcile_grace=0.001, reconcile_batch=args.batch)
-    with embedded.resolved(settings, redis=False) as s:
-        assert s.database_url is not None
-        url = await fresh_database(s.database_url, "payrecon_bench")
-        pool = await db.create_pool(url, min_size=2, max_size=20)
-        try:
-            async with pool.acquire() as conn:
-                await migrate.migrate(conn)
-            async with simulators(args.concurrency) as (sims, adapters):
-                began = datetime.now(UTC)
-                await register(pool, sims, args.orders)
-                await asyncio.sleep(0.01)
-                clients = [httpx.AsyncClient(timeout=10.0) for _ in range(1 + args.helpers)]
-                envs = [RunEnv(pool=pool, gateways=adapters, http=c, settings=s) for c in clients]
-                try:
-                    first_s, first = await timed_run(envs, None)
-                    second_s, second = await timed_run(envs, began)
-                finally:
-                    for c in clients:
-                        await c.aclose()
-        finally:
-            await pool.close()
-    participants = 1 + args.helpers
-    print(f"orders={args.orders} batch={args.batch} concurrency/account={args.concurrency} workers={participants}")
-    print("| run | checked | findings | seconds | candidates/s |")
-    print("|---|---:|---:|---:|---:|")
-    for label, seconds, run in (("repair (all pending)", first_s, first), ("sweep (all in sync)", second_s, second)):
-        checked = run.counts["checked"]
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(run.counts["findings"].items()))
-        print(f"| {label} | {checked} | {kinds} | {seconds:.2f} | {checked / seconds:,.0f} |")
+def main(args: argparse.Namespace) -> None:
+    paid = [f"rA:{args.orders}", f"rB:{args.latency_orders}"]
+    sims = subprocess.Popen(
+        [sys.executable, str(HERE / "simulators.py"), *(a for p in paid for a in ("--paid", p))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert sims.stdout is not None
+        tables = json.loads(sims.stdout.readline())
+        print(f"simulators: process {sims.pid}, {args.orders + args.latency_orders:,} paid payments")
+        print(pgserver.describe())
+        with pgserver.private_postgres() as url:
+            asyncio.run(phases(args, url, tables))
+    finally:
+        sims.terminate()
+        sims.wait()
+
+
+async def phases(args: argparse.Namespace, url: str, tables: dict[str, dict[str, object]]) -> None:
+    pool = await db.create_pool(url, min_size=2, max_size=20)
+    try:
+        async with pool.acquire() as conn:
+            await migrate.migrate(conn)
+        await run_phases(args, pool, tables)
+    finally:
+        await pool.close()
+
+
+async def run_phases(args: argparse.Namespace, pool: asyncpg.Pool, tables: dict[str, dict[str, object]]) -> None:
+    figures: list[Figure] = []
+    s = load_settings({}, reconcile_grace=0.001, reconcile_batch=args.batch, database_url="unused")
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        fast = RunEnv(pool=pool, gateways=adapters(tables, args.concurrency), http=http, settings=s)
+        print(f"1. 0 ms latency, {args.concurrency} query slots per account:")
+        await set_latency(tables, 0.0)
+        await register(pool, "rA", args.orders)
+        began = datetime.now(UTC).replace(year=2000)
+        figures.append(await timed_run(fast, f"repair {args.orders:,} (0 ms)"))
+        figures.append(await timed_run(fast, f"in-sync sweep {args.orders:,} (0 ms)", since=began))
+
+        slots = 3 * args.latency_concurrency
+        expected = slots / args.latency
+        print(f"2. {args.latency * 1000:.0f} ms latency, {args.latency_concurrency} query slots per account:")
+        slow = RunEnv(pool=pool, gateways=adapters(tables, args.latency_concurrency), http=http, settings=s)
+        await set_latency(tables, args.latency)
+        await register(pool, "rB", args.latency_orders)
+        latency_figure = await timed_run(slow, f"repair {args.latency_orders:,} ({args.latency * 1000:.0f} ms)")
+        figures.append(latency_figure)
+        await set_latency(tables, 0.0)
+
+        print(f"3. memory: candidates unknown to the gateways, each run for up to {args.rss_seconds:.0f} s:")
+        rss = []
+        for prefix, count in (("rS", 10_000), ("rL", args.rss_candidates)):
+            started = time.perf_counter()
+            await register(pool, prefix, count)
+            print(f"  registered {count:,} open orders in {time.perf_counter() - started:.0f} s", flush=True)
+            figure = await timed_run(fast, f"{count:,} candidates", limit=args.rss_seconds)
+            rss.append(figure)
+            figures.append(figure)
+
+    print()
+    print("| run | checked | seconds | checked/s | CPU ms per check | peak RSS MiB | findings |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for f in figures:
+        print(
+            f"| {f.label} | {f.checked:,} | {f.seconds:.1f} | {f.rate:,.0f} | {1000 * f.cpu / max(1, f.checked):.2f} "
+            f"| {f.peak_rss / 2**20:.0f} | {f.findings} |"
+        )
+    ratio = latency_figure.rate / expected
+    print(
+        f"\n{args.latency * 1000:.0f} ms latency: {latency_figure.rate:,.0f}/s of {slots} slots ÷ {args.latency:g} s "
+        f"= {expected:,.0f}/s expected: {ratio:.0%} (goal ≥ 90 %: {'met' if ratio >= 0.9 else 'NOT met'})"
+    )
+    growth = rss[1].peak_rss / rss[0].peak_rss
+    print(
+        f"peak RSS with {args.rss_candidates:,} candidates ÷ with 10,000: {growth:.2f} "
+        f"({'flat' if growth < 1.1 else 'NOT flat'}); process max RSS "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=16, help="query_concurrency per gateway account")
-    parser.add_argument("--helpers", type=int, default=0, help="extra participants of the same run")
+    parser.add_argument("--orders", type=int, default=10_000)
+    parser.add_argument("--latency-orders", type=int, default=3_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=16, help="query slots per gateway account at 0 ms")
+    parser.add_argument("--latency-concurrency", type=int, default=4, help="query slots per account at --latency")
+    parser.add_argument("--rss-candidates", type=int, default=1_000_000)
+    parser.add_argument("--rss-seconds", type=float, default=30)
     parser.add_argument("--batch", type=int, default=50)
-    asyncio.run(main(parser.parse_args()))
+    main(parser.parse_args())
