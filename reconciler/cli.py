@@ -71,7 +71,12 @@ async def opened_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 @click.command()
 @click.option("--burst", is_flag=True, help="Run the queued jobs, then exit (no cron).")
-def worker(burst: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT/metrics (for a worker not summed by serve).",
+)
+def worker(burst: bool, metrics_port: int | None) -> None:
     """Run the reconciliation worker: scheduled runs and audits, and API-requested runs.
 
     A run of open orders every PAYRECON_RECONCILE_EVERY seconds; an audit of every order created
@@ -85,6 +90,12 @@ def worker(burst: bool) -> None:
     with embedded.resolved(settings) as s:
 
         async def main() -> None:
+            if metrics_port is not None:
+                from prometheus_client import start_http_server
+
+                from service.metrics import registry
+
+                start_http_server(metrics_port, addr="127.0.0.1", registry=registry())
             w = create_worker(s, burst=burst, schedule=not burst)
             try:
                 await w.async_run()

@@ -53,6 +53,11 @@ class GatewayLimiter:
         self.last_error: str | None = None
         self.open = False
 
+    @property
+    def failures(self) -> int:
+        """Consecutive failed queries so far."""
+        return self._failures
+
     async def call(self, query: Callable[[], Awaitable[T]]) -> T:
         """Run one status query inside the limits; raise CircuitOpenError once the breaker is open."""
         self._check()
@@ -122,6 +127,10 @@ class Limits:
     def capacity(self) -> int:
         """Queries that may be in flight at once over every account: how many orders to keep going."""
         return max(1, sum(max(1, a.query_concurrency) for a in self._accounts.values()))
+
+    def items(self) -> list[tuple[tuple[str, str], GatewayLimiter]]:
+        """Every (gateway, account) limiter this run has used."""
+        return list(self._limiters.items())
 
     def opened(self) -> list[GatewayLimiter]:
         return [limiter for limiter in self._limiters.values() if limiter.open]

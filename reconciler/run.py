@@ -22,9 +22,9 @@ from msgspec.structs import replace
 from providers.base import GatewayAdapter, StatusQuery
 from reconciler import candidates
 from reconciler.catch_up import catch_up_all
-from reconciler.limits import Limits
+from reconciler.limits import CircuitOpenError, Limits
 from reconciler.verdict import MISMATCH_ANOMALY, Answer, Verdict, judge
-from service import ledger, runs
+from service import breakers, ledger, metrics, runs
 from service.db import UNAVAILABLE_ERRORS, transaction
 from service.model import Source
 from service.runs import FindingKind, ReconcileRun, RunStatus
@@ -87,7 +87,10 @@ async def execute(
         if run.params.provider is not None and not gateways:
             raise LookupError(f"gateway {run.params.provider!r} is not configured in PAYRECON_GATEWAYS")
         limits = Limits(gateways)
-        checked = await _check_candidates(env, run, gateways, limits, progress)
+        try:
+            checked = await _check_candidates(env, run, gateways, limits, progress)
+        finally:
+            await _publish_breakers(env.pool, run, limits)
         log.info("run %s: checked %s orders (%s)", run.id, checked, "lead" if lead else "helper")
         if not lead:
             return None
@@ -96,7 +99,7 @@ async def execute(
         return await _finish(env.pool, run, caught, limits, time.monotonic() - started)
     except Exception as exc:
         if lead:
-            await _abort(env.pool, run.id, exc)
+            await _abort(env.pool, run.id, run.trigger.value, exc)
         raise
 
 
@@ -149,12 +152,15 @@ async def check_order(
             provider_data=ref.provider_data,
         )
         asked = Answer(provider=ref.provider, account=ref.account, reference=ref.reference)
+        limiter = limits.for_account(ref.provider, ref.account)
+        was_open = limiter.open
         try:
-            event = await limits.for_account(ref.provider, ref.account).call(
-                partial(adapter.fetch_status, query, env.http)
-            )
+            timed = partial(_timed, ref.provider, ref.account, adapter.fetch_status, query, env.http)
+            event = await limiter.call(timed)
         except Exception as exc:  # every gateway failure is a finding, never an order change
             answers.append(replace(asked, error=f"{ref.provider}/{ref.account}: {_describe(exc)}"))
+            if limiter.open and not was_open and not isinstance(exc, CircuitOpenError):
+                await _publish_breakers(env.pool, run, limits, only_open=True)  # ops see it now, not at run end
             continue
         if event is None:
             answers.append(asked)
@@ -202,9 +208,42 @@ async def check_order(
                 detail={"ledger": now, "gateway": verdict.gateway_status, "run_id": run.id, "answers": said},
             )
         await candidates.release(conn, run.id, order.id, failed=verdict.kind is FindingKind.ERROR, dry_run=run.dry_run)
+    metrics.FINDINGS.labels(verdict.provider, verdict.kind.value).inc()
     if progress is not None:
         progress(verdict.kind, verdict.provider)
     return verdict
+
+
+async def _timed(provider: str, account: str, fetch: Callable[..., Any], *args: Any) -> Any:
+    """One status query, its time and its failure counted per gateway account."""
+    started = time.perf_counter()
+    try:
+        return await fetch(*args)
+    except Exception as exc:
+        metrics.GATEWAY_QUERY_ERRORS.labels(provider, account, type(exc).__name__).inc()
+        raise
+    finally:
+        metrics.GATEWAY_QUERY_SECONDS.labels(provider, account).observe(time.perf_counter() - started)
+
+
+async def _publish_breakers(pool: asyncpg.Pool, run: ReconcileRun, limits: Limits, *, only_open: bool = False) -> None:
+    """Write the accounts' breaker states where `serve` reads them (service/breakers.py); best effort."""
+    try:
+        async with pool.acquire() as conn:
+            for (provider, account), limiter in limits.items():
+                if only_open and not limiter.open:
+                    continue
+                await breakers.publish(
+                    conn,
+                    provider,
+                    account,
+                    open=limiter.open,
+                    failures=limiter.failures,
+                    last_error=limiter.last_error,
+                    run_id=run.id,
+                )
+    except Exception:  # the breaker's state is for ops' eyes: never fail a run over it
+        log.warning("run %s: could not publish breaker states", run.id, exc_info=True)
 
 
 def _describe(exc: BaseException) -> str:
@@ -252,12 +291,15 @@ async def _finish(
             "seconds": round(seconds, 3),
         }
         ended = await runs.finish_run(conn, run.id, status, counts)
+        if ended is not None:
+            metrics.RUNS.labels(run.trigger.value, status.value).inc()
         return ended or await runs.get_run(conn, run.id)
 
 
-async def _abort(pool: asyncpg.Pool, run_id: int, exc: BaseException) -> None:
+async def _abort(pool: asyncpg.Pool, run_id: int, trigger: str, exc: BaseException) -> None:
     try:
         async with pool.acquire() as conn:
-            await runs.finish_run(conn, run_id, RunStatus.FAILED, {}, error=_describe(exc)[:1000])
+            if await runs.finish_run(conn, run_id, RunStatus.FAILED, {}, error=_describe(exc)[:1000]):
+                metrics.RUNS.labels(trigger, RunStatus.FAILED.value).inc()
     except Exception:  # the database may be what failed: the run stays `running` until reaped
         log.warning("run %s: could not record its failure", run_id, exc_info=True)

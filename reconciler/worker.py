@@ -30,8 +30,8 @@ from arq.cron import CronJob
 from arq.worker import Worker
 
 from providers.base import GatewayAdapter
-from reconciler.run import RunEnv, execute
-from service import db, runs
+from reconciler.run import RunEnv, count_due, execute
+from service import db, metrics, runs
 from service.gateways import load_gateways
 from service.jobs import JOB_DECODE, JOB_ENCODE, RECONCILE_JOB
 from service.runs import ReconcileRun, RunParams, RunStatus, Trigger
@@ -137,6 +137,8 @@ async def _take_part(
     if run is None or run.status is not RunStatus.RUNNING:
         return {"role": "none", "slot": slot.isoformat()}
     log.info("%s slot %s: %s run %s", trigger.value, slot.isoformat(), "leading" if lead else "helping", run.id)
+    if lead and trigger is Trigger.CRON:
+        metrics.CANDIDATES_DUE.set(await count_due(env, run))
     ended = await execute(env, run, lead=lead)
     return _summary(ended if lead else run, "lead" if lead else "helper")
 

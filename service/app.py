@@ -10,14 +10,13 @@ from arq import create_pool as create_arq_pool
 from arq.connections import RedisSettings
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 
 from providers.base import GatewayAdapter
-from service import auth, db, migrate
-from service.api import anomalies, health, orders, reconciliation, webhooks
+from service import auth, db, logs, migrate
+from service.api import anomalies, health, metrics, orders, reconciliation, webhooks
 from service.gateways import load_gateways
 from service.jobs import JOB_DECODE, JOB_ENCODE
 from service.problems import problem_details_plugin
@@ -70,11 +69,11 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayA
             *anomalies.routes,
             *webhooks.routes,
             *reconciliation.routes,
-            PrometheusController,
+            *metrics.routes,
         ],
         lifespan=[_resources],
         state=State({"settings": settings, "gateways": gateways}),
-        middleware=[prometheus.middleware, *auth.middleware()],
+        middleware=[logs.RequestIdMiddleware, prometheus.middleware, *auth.middleware()],
         plugins=[problem_details_plugin()],
         openapi_config=OpenAPIConfig(
             title="payrecon",
@@ -85,8 +84,8 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayA
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API key")}
             ),
         ),
-        logging_config=LoggingConfig(
-            root={"level": settings.log_level, "handlers": ["queue_listener"]},
+        logging_config=logs.litestar_config(
+            settings,
             log_exceptions="always",
             disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422},
         ),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
@@ -13,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from providers.errors import PayreconError
-from service import embedded
+from service import embedded, logs
 from service.db import Conn, create_pool
 from service.migrate import MigrationError
 from service.migrate import migrate as apply_migrations
@@ -57,7 +56,11 @@ def cli() -> None:
     # SIGTERM as an exception: `finally` blocks run, so embedded servers stop cleanly.
     # (uvicorn restores this handler and re-raises the signal after its graceful shutdown.)
     signal.signal(signal.SIGTERM, _terminate)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        found = load_settings(None)
+    except SettingsError:  # the command itself reports it, in one line
+        found = Settings()
+    logs.configure(found.log_level, found.log_json)
 
 
 def with_connection(work: Callable[[Conn], Awaitable[T]]) -> T:

@@ -24,7 +24,7 @@ import asyncpg
 
 from providers.base import Ack, GatewayAdapter, OutcomeKind, WebhookRequest
 from providers.errors import MalformedError, PayreconError
-from service import ledger, rejections
+from service import ledger, logs, rejections
 from service.db import UNAVAILABLE_ERRORS
 from service.metrics import WEBHOOKS_IGNORED, WEBHOOKS_REJECTED, WEBHOOKS_UNAVAILABLE
 from service.model import RawDelivery, Source
@@ -71,6 +71,7 @@ def raw_delivery(request: WebhookRequest) -> RawDelivery:
 
 async def ingest(pool: asyncpg.Pool, provider: str, adapter: GatewayAdapter, request: WebhookRequest) -> Ack:
     """Handle one delivery for a configured gateway and return what the gateway must hear."""
+    logs.bind(gateway=provider, account=request.account)
     try:
         adapter.verify(request)
         events = adapter.parse(request)
@@ -90,7 +91,13 @@ async def ingest(pool: asyncpg.Pool, provider: str, adapter: GatewayAdapter, req
     raw = raw_delivery(request)
 
     async def apply_all() -> list[OutcomeKind]:
-        return [(await ledger.apply(pool, event, Source.WEBHOOK, raw=raw)).kind for event in events]
+        kinds = []
+        for event in events:
+            outcome = await ledger.apply(pool, event, Source.WEBHOOK, raw=raw)
+            with logs.bound(account=event.account, order_id=outcome.order_id, event_id=outcome.event_id):
+                log.info("webhook %s event: %s", provider, outcome.kind, extra={"outcome": str(outcome.kind)})
+            kinds.append(outcome.kind)
+        return kinds
 
     try:
         kinds = await within(APPLY_BUDGET, apply_all())
@@ -137,7 +144,7 @@ async def note_refusal(
         log.error("webhook %s: adapter raised %s; refusing the delivery", provider, _name(error), exc_info=error)
         detail = f"{_name(error)}: {error}"
     else:
-        log.info("webhook %s refused: %s: %s", provider, reason, error)
+        log.info("webhook %s refused: %s: %s", provider, reason, error, extra={"outcome": f"rejected:{reason}"})
         detail = str(error)
     WEBHOOKS_REJECTED.labels(provider if known_provider else UNKNOWN_PROVIDER_LABEL, reason).inc()
     await _note(pool, provider, request, reason, detail, body_size=body_size)

@@ -1,12 +1,38 @@
-"""Business metrics on the Prometheus default registry (served at /metrics).
+"""Prometheus metrics: every metric payrecon exports is defined here, once.
 
-Module-level by Prometheus convention: a counter is a process-wide fact, whatever app
-instance increments it.
+Two kinds, and why:
+- **Event counters and histograms** (webhooks, ledger outcomes, runs, findings, gateway queries,
+  notification deliveries) are incremented where the event happens, in whatever process: a
+  `payrecon serve` worker or a `payrecon worker`. Several processes → prometheus-client's
+  **multiprocess mode**: each process writes its values to files in `PROMETHEUS_MULTIPROC_DIR`
+  and a scrape sums them (`render`). `payrecon serve --workers N` creates that directory itself
+  (`multiprocess_dir`); a `payrecon worker` on the same host that shares it is summed in too.
+- **State gauges** (breaker open per gateway account, arq queue depth, open anomalies) are read
+  at scrape time from PostgreSQL and Redis (`service.metrics_state`), which every process
+  shares, so they are right whatever the number of processes and are never double counted.
+
+Module-level by Prometheus convention: a counter is a process-wide fact, whatever app instance
+increments it. A metric's name is its contract with dashboards and alerts (deploy/, checked by
+tests/deploy/test_deploy.py).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# --- webhooks and the ledger (service) ---------------------------------------------------------
 
 WEBHOOKS_RECEIVED = Counter("payrecon_webhooks_received_total", "Webhook deliveries received", ["provider"])
 WEBHOOKS_REJECTED = Counter(
@@ -25,3 +51,97 @@ LEDGER_OUTCOMES = Counter(
 )
 ANOMALIES = Counter("payrecon_anomalies_total", "Anomalies recorded", ["kind"])
 LEDGER_APPLY_SECONDS = Histogram("payrecon_ledger_apply_seconds", "Time of one ledger apply transaction")
+
+# --- the reconciler (worker) -------------------------------------------------------------------
+
+RUNS = Counter(
+    "payrecon_reconcile_runs_total", "Reconciliation runs ended, by trigger and outcome", ["trigger", "status"]
+)
+FINDINGS = Counter(
+    "payrecon_reconcile_findings_total", "Reconciliation findings recorded, by gateway and kind", ["provider", "kind"]
+)
+GATEWAY_QUERY_SECONDS = Histogram(
+    "payrecon_gateway_query_seconds",
+    "Time of one status-API query to a gateway account, retries included",
+    ["provider", "account"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+GATEWAY_QUERY_ERRORS = Counter(
+    "payrecon_gateway_query_errors_total",
+    "Status-API queries that failed, by gateway account and error class",
+    ["provider", "account", "error"],
+)
+# Set at the start of each scheduled run; across processes the most recent value wins.
+CANDIDATES_DUE = Gauge(
+    "payrecon_reconcile_candidates_due",
+    "Orders due for a status query when the last scheduled run started",
+    multiprocess_mode="mostrecent",
+)
+
+# --- outbound notifications to the shop (incremented by the delivery worker) --------------------
+
+# result: delivered (2xx), failed (an attempt that will be retried), gave_up (attempts exhausted),
+# or another slug the delivery code defines; one increment per delivery attempt.
+NOTIFICATION_DELIVERIES = Counter(
+    "payrecon_notification_deliveries_total", "Outbound notification delivery attempts, by result", ["result"]
+)
+
+# --- the ops console ---------------------------------------------------------------------------
+
+OPERATOR_ACTIONS = Counter("payrecon_operator_actions_total", "Actions taken in the ops console", ["action"])
+
+
+def registry(extra: Iterable[Collector] = ()) -> CollectorRegistry:
+    """The registry a scrape renders: every process's values in multiprocess mode, else this process's."""
+    if os.environ.get(MULTIPROC_ENV):
+        found = CollectorRegistry()
+        MultiProcessCollector(found)  # type: ignore[no-untyped-call]
+    else:
+        found = REGISTRY
+    if not extra:
+        return found
+    # The scrape-time collectors go into a throwaway registry that also yields the process's.
+    scrape = CollectorRegistry()
+    scrape.register(_Everything(found))
+    for collector in extra:
+        scrape.register(collector)
+    return scrape
+
+
+def render(extra: Iterable[Collector] = ()) -> bytes:
+    """The Prometheus text exposition of `registry(extra)`."""
+    return generate_latest(registry(extra))
+
+
+class _Everything(Collector):
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return self._source.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # not checked for duplicates against the scrape-time families
+
+
+@contextlib.contextmanager
+def multiprocess_dir() -> Iterator[str]:
+    """Multiprocess mode for the processes started inside the block (`serve --workers N`).
+
+    Uses PROMETHEUS_MULTIPROC_DIR when it is set (the operator's choice, e.g. shared with a
+    worker); otherwise creates a fresh directory and removes it at the end. It must be set
+    before a worker process imports prometheus_client, and must start empty: files left by an
+    earlier run would be summed in.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        yield given
+        return
+    made = tempfile.mkdtemp(prefix="payrecon-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    try:
+        yield made
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(made, ignore_errors=True)

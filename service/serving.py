@@ -18,6 +18,7 @@ import uvicorn
 from litestar.types import ASGIApp
 from uvicorn.supervisors import Multiprocess
 
+from service.metrics import multiprocess_dir
 from service.settings import PREFIX, Settings
 
 
@@ -77,6 +78,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "lifespan": "on",
         "loop": "auto",
         "http": "auto",
+        # uvicorn's lines go through our root handler (service/logs.py): text, or JSON with PAYRECON_LOG_JSON
+        "log_config": None,
     }
 
 
@@ -93,6 +96,8 @@ def serve_workers(settings: Settings) -> None:
     uvicorn's supervisor starts them (and replaces any that dies); each builds its app from the
     environment (`create_app()`), so the resolved database and Redis URLs — embedded servers'
     included — are exported first. Each has its own pool of PAYRECON_DB_POOL_MAX connections.
+    Their metrics are summed by whichever answers /metrics: prometheus-client's multiprocess mode,
+    in a directory made for them unless PROMETHEUS_MULTIPROC_DIR names one (service/metrics.py).
     """
     for name, value in ((f"{PREFIX}DATABASE_URL", settings.database_url), (f"{PREFIX}REDIS_URL", settings.redis_url)):
         if value is not None:
@@ -100,4 +105,5 @@ def serve_workers(settings: Settings) -> None:
     config = uvicorn.Config(
         "service.app:create_app", factory=True, workers=worker_count(settings), **uvicorn_options(settings)
     )
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    with multiprocess_dir():
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
