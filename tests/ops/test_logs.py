@@ -40,7 +40,7 @@ def captured() -> Iterator[io.StringIO]:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Running]:
-    json_settings = msgspec.structs.replace(settings, log_json=True, log_level="DEBUG")
+    json_settings = msgspec.structs.replace(settings, log_json=True)
     async with running(json_settings) as found:
         yield found
 
