@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -114,7 +115,8 @@ async def test_state_gauges_come_from_postgresql_and_redis(settings: Settings, p
         async with pool.acquire() as conn:
             await breakers.publish(conn, "momo", "default", open=True, failures=5, last_error="503", run_id=None)
             await breakers.publish(conn, "stripe", "default", open=False, failures=0, last_error=None, run_id=None)
-        await app.app.state.redis.enqueue_job("nothing_runs_this", _job_id="metrics-depth")
+        job = await app.app.state.redis.enqueue_job("nothing_runs_this", _job_id=f"metrics-depth-{uuid.uuid4().hex}")
+        assert job is not None
 
         text = (await app.http.get("/metrics")).text
 
