@@ -14,7 +14,7 @@ from litestar.params import FromPath
 from litestar.response import Response
 
 from providers.base import Ack, GatewayAdapter, WebhookRequest, utcnow
-from service import ingest
+from service import ingest, logs
 from service.metrics import WEBHOOKS_RECEIVED
 from service.problems import NotFoundError, ProblemError
 from service.settings import Settings
@@ -50,6 +50,7 @@ async def webhook_for_account(
 
 async def _deliver(request: Request[Any, Any, Any], provider: str, account: str | None) -> Response[bytes]:
     received_at = utcnow()
+    logs.bind(gateway=provider[:64], account=account)  # every line of this delivery says whose it is
     settings: Settings = request.app.state.settings
     gateways: dict[str, GatewayAdapter] = request.app.state.gateways
     pool = request.app.state.pool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -54,7 +56,7 @@ def per_process(directory: Path) -> dict[str, float]:
 
 
 async def test_two_serve_workers_report_the_sum_of_their_counters(settings: Settings, tmp_path: Path) -> None:
-    """The same app `payrecon serve --workers 2` runs, under uvicorn with 2 worker processes."""
+    """`payrecon serve --workers 2`, its workers writing to the PROMETHEUS_MULTIPROC_DIR an operator set."""
     port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -64,14 +66,17 @@ async def test_two_serve_workers_report_the_sum_of_their_counters(settings: Sett
         "PAYRECON_REDIS_URL": str(settings.redis_url),
         "PAYRECON_QUEUE_NAME": settings.queue_name,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "PAYRECON_LOG_JSON": "1",
     }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--workers", "2"]
+    log_path = tmp_path / "serve.log"
+    log_file = log_path.open("w")
+    command = [sys.executable, "-c", "from service.cli import main; main()", "serve", "--workers", "2"]
     server = subprocess.Popen(  # noqa: ASYNC220, S603 - our own server for the test, stopped below
-        [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file,  # a file, not a pipe: a full pipe would stall the server
     )
     base = f"http://127.0.0.1:{port}"
     sent = 0
@@ -83,7 +88,7 @@ async def test_two_serve_workers_report_the_sum_of_their_counters(settings: Sett
                         break
                 except httpx.TransportError:
                     pass
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+                assert server.poll() is None, log_path.read_text()
                 await asyncio.sleep(0.1)
         # New connections until both workers have counted some: the kernel picks who accepts each.
         no_reuse = httpx.Limits(max_keepalive_connections=0)
@@ -106,8 +111,13 @@ async def test_two_serve_workers_report_the_sum_of_their_counters(settings: Sett
     finally:
         server.terminate()
         server.wait(timeout=30)
-        if server.stderr:
-            server.stderr.close()
+        log_file.close()
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    assert lines
+    records = [json.loads(line) for line in lines]  # PAYRECON_LOG_JSON: every line is one JSON object
+    refused = [r for r in records if r.get("outcome") == "rejected:unknown_provider"]
+    assert refused
+    assert all(r["gateway"] == "nosuchgateway" and r.get("request_id") for r in refused)
 
 
 async def test_state_gauges_come_from_postgresql_and_redis(settings: Settings, pool: asyncpg.Pool) -> None:
@@ -174,3 +184,22 @@ def test_metric_names_are_unique_and_prefixed() -> None:
     names = [m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_documentation")]
     assert len(names) == len(set(names))
     assert all(name.startswith("payrecon_") for name in names)
+
+
+def test_serve_makes_a_fresh_metrics_directory_unless_one_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.metrics import MULTIPROC_ENV, multiprocess_dir
+
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    with multiprocess_dir() as made:
+        assert os.environ[MULTIPROC_ENV] == made
+        assert Path(made).is_dir()
+        assert not any(Path(made).iterdir())
+    assert MULTIPROC_ENV not in os.environ
+    assert not Path(made).exists()  # files of this run are never summed into the next
+    given = tmp_path / "shared"
+    monkeypatch.setenv(MULTIPROC_ENV, str(given))
+    with multiprocess_dir() as used:
+        assert used == str(given)
+    assert given.is_dir()  # the operator's directory is left alone
