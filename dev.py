@@ -50,7 +50,10 @@ def main() -> int:
     ensure_venv()
     os.chdir(ROOT)
     if command == "run":
-        return subprocess.call([str(BIN / "payrecon"), "run", *rest])
+        # Become payrecon rather than wait for it: Ctrl-C then reaches one process, which stops its
+        # servers in its own time (subprocess.call would kill it 0.25 s after the interrupt and
+        # orphan the embedded PostgreSQL and Redis).
+        os.execv(BIN / "payrecon", [str(BIN / "payrecon"), "run", *rest])
     checks = [
         [str(BIN / "ruff"), "check", "."],
         [str(BIN / "ruff"), "format", "--check", "."],

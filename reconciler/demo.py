@@ -15,6 +15,9 @@ import contextlib
 import importlib
 import logging
 import secrets
+import shlex
+import shutil
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -195,6 +198,18 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def command_path() -> str:
+    """How to call `payrecon` from the user's shell: its full path unless the shell finds this one.
+
+    `python3 dev.py run` runs it from .venv/bin, which is not on the PATH of a shell without the venv.
+    """
+    here = Path(sys.executable).parent / "payrecon"
+    found = shutil.which("payrecon")
+    if not here.exists() or (found is not None and Path(found).resolve() == here.resolve()):
+        return "payrecon"
+    return shlex.quote(str(here))
+
+
 def explain(console: Console, api_url: str, key: str, run_id: int, toml: Path, s: Settings) -> None:
     auth = '-H "Authorization: Bearer $KEY"'
     runs_url = f"{api_url}/v1/reconciliation/runs"
@@ -210,7 +225,7 @@ def explain(console: Console, api_url: str, key: str, run_id: int, toml: Path, s
         f"  curl -s {auth} '{api_url}/v1/orders?status=succeeded'",
         f"  curl -s {auth} {api_url}/v1/anomalies",
         f"  PAYRECON_DATABASE_URL='{without_password(s.database_url or '')}' PAYRECON_GATEWAYS={toml} "
-        f"payrecon report {run_id} --format csv",
+        f"{command_path()} report {run_id} --format csv",
     ]
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False)
@@ -242,7 +257,4 @@ def run(once: bool, per_gateway: int, drop: float, seed: int | None, database: s
         s = msgspec.structs.replace(s, database_url=demo_url)
         console.print(f"A fresh database {database!r} holds the demo's data (kept after it ends).")
         chosen = seed if seed is not None else secrets.randbelow(10**6)
-        try:
-            run_async(lambda: story(s, console, once=once, per_gateway=per_gateway, drop=drop, seed=chosen))
-        except KeyboardInterrupt:
-            console.print("\nStopped.")
+        run_async(lambda: story(s, console, once=once, per_gateway=per_gateway, drop=drop, seed=chosen))

@@ -110,6 +110,14 @@ async def render_table(pool: asyncpg.Pool, run: ReconcileRun, console: Console) 
             more += 1
     if notable:
         console.print(findings_table(notable, more))
+    elif run.status is runs.RunStatus.RUNNING:
+        pass
+    elif not run.counts.get("checked"):
+        console.print(
+            "No order was checked: none was due. Open orders younger than the grace period "
+            "(PAYRECON_RECONCILE_GRACE) are left to their webhooks, and each order is asked again only "
+            "when its back-off has passed."
+        )
     else:
         console.print("Nothing to look at: every checked order agrees with its gateway.")
 
@@ -137,4 +145,8 @@ async def render(pool: asyncpg.Pool, run: ReconcileRun, fmt: str, out: TextIO, *
     elif fmt == "json":
         await render_json(pool, run, out)
     else:
+        if not out.isatty():
+            # A pipe or a file: no terminal to fit, so the table keeps its natural width instead
+            # of rich's 80 columns, which cut the detail column.
+            console.setdefault("width", 10_000)
         await render_table(pool, run, Console(file=out, **console))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from importlib.metadata import entry_points
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -16,6 +18,7 @@ from service import embedded, logs
 from service.db import Conn, create_pool
 from service.migrate import MigrationError
 from service.migrate import migrate as apply_migrations
+from service.migrate import pending as pending_migrations
 from service.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -37,24 +40,93 @@ def get_settings(**overrides: object) -> Settings:
         raise CliError(str(exc)) from None
 
 
-def run_async(main: Callable[[], Any]) -> Any:
-    """Run a coroutine function, turning our expected failures into one clear line."""
+def run_async(main: Callable[[], Coroutine[Any, Any, T]], *, stop_on_signals: bool = True) -> T:
+    """Run a coroutine function until it ends or a signal stops it; expected failures become one line.
+
+    `stop_on_signals=False` for a `main` that handles Ctrl-C and SIGTERM itself (uvicorn's server).
+    """
     try:
-        return asyncio.run(main())
+        return asyncio.run(_stoppable(main) if stop_on_signals else main())
     except (PayreconError, SettingsError, MigrationError, embedded.EmbeddedError, OSError) as exc:
         raise CliError(str(exc)) from None
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+class StoppedError(CliError):
+    """Ctrl-C: every command stops the way Ctrl-C stops it, with one line and the shell's 130."""
+
+    signum = signal.SIGINT
+    exit_code = 128 + signal.SIGINT
+
+    def __init__(self) -> None:
+        super().__init__(f"stopped ({self.signum.name})")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class TerminatedError(StoppedError):
+    """SIGTERM: the same stop, and a clean exit for the supervisor that asked for it."""
+
+    signum = signal.SIGTERM
+    exit_code = 0
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stopped(signum: int) -> StoppedError:
+    return TerminatedError() if signum == signal.SIGTERM else StoppedError()
+
+
+async def _stoppable(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """`main()`, cancelled by Ctrl-C or SIGTERM so that every `async with` and `finally` unwinds in order
+    (servers, worker, pools; then the embedded PostgreSQL and Redis) and the command says one line.
+
+    The handlers are the loop's own, not asyncio.run's Ctrl-C handling: that one knows no SIGTERM
+    (raising SystemExit from a plain handler tore tasks down mid-await: 75 lines of tracebacks), and
+    a process a shell started in the background, which ignores SIGINT, does not get it at all.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return await main()  # signals reach only the main thread (a test may run a command in another)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await main()
+    except asyncio.CancelledError:
+        if received:
+            raise _stopped(received[0]) from None
+        raise
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, previous[signum])
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM outside `run_async` (starting the embedded servers, say): stop as Ctrl-C would.
+    raise _stopped(signum)
+
+
+class PayreconGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Ctrl-C outside `run_async`: one line, not click's "Aborted!"
+            raise StoppedError() from None
+
+
+@click.group(cls=PayreconGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="payrecon")
 def cli() -> None:
     """payrecon: payment-status reconciliation for Stripe, MoMo and VNPay."""
-    # SIGTERM as an exception: `finally` blocks run, so embedded servers stop cleanly.
-    # (uvicorn restores this handler and re-raises the signal after its graceful shutdown.)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         found = load_settings(None)
@@ -63,21 +135,23 @@ def cli() -> None:
     logs.configure(found.log_level, found.log_json)
 
 
-def with_connection(work: Callable[[Conn], Awaitable[T]]) -> T:
-    """Run `work` on one connection to the configured (or embedded) database, then exit cleanly."""
-    with embedded.resolved(get_settings(), redis=False) as s:
-
-        async def main() -> T:
+def with_connection(work: Callable[[Conn], Awaitable[T]], database_url: str | None = None) -> T:
+    """Run `work` on one connection to `database_url` (default: the configured or embedded database)."""
+    if database_url is None:
+        with embedded.resolved(get_settings(), redis=False) as s:
             assert s.database_url is not None
-            pool = await create_pool(s.database_url, min_size=1, max_size=1)
-            try:
-                async with pool.acquire() as conn:
-                    return await work(conn)
-            finally:
-                await pool.close()
+            return with_connection(work, s.database_url)
 
-        result: T = run_async(main)
-        return result
+    async def main() -> T:
+        pool = await create_pool(database_url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await work(conn)
+        finally:
+            await pool.close()
+
+    result: T = run_async(main)
+    return result
 
 
 @cli.command()
@@ -102,10 +176,26 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     options = {"host": host, "port": port, "workers": workers}
     settings = get_settings(**{k: v for k, v in options.items() if v is not None})
     with embedded.resolved(settings) as s:
+        assert s.database_url is not None
+        # Refuse a schema that is behind here, in one line, rather than from inside the app's
+        # lifespan, where uvicorn reports it as a 41-line exception group.
+        missing = with_connection(pending_migrations, s.database_url)
+        if missing:
+            raise CliError(f"database schema is behind (missing {', '.join(missing)}); run `payrecon migrate` first")
         if worker_count(s) == 1:
-            run_async(single_server(s).serve)
+            serve_app(single_server(s))
         else:
-            serve_workers(s)
+            serve_workers(s)  # uvicorn's supervisor: stops its workers gracefully on both signals
+
+
+def serve_app(server: Any) -> None:
+    """Run one uvicorn server until Ctrl-C or SIGTERM.
+
+    uvicorn stops gracefully on both signals itself, then re-raises the signal: Ctrl-C ends as a
+    KeyboardInterrupt, SIGTERM in `_terminate`, each one line. Our own loop handlers would cancel
+    its graceful shutdown midway (a signal reaches every handler the loop has through its wakeup fd).
+    """
+    run_async(server.serve, stop_on_signals=False)
 
 
 @cli.command()
@@ -127,7 +217,7 @@ def simulate(gateway: str, host: str, port: int, webhook_url: str | None) -> Non
     click.echo(f"{gateway} simulator on http://{host}:{port}; its account for the PAYRECON_GATEWAYS file:\n")
     click.echo(gateway_table(gateway, simulator.gateway_config(f"http://{host}:{port}")))
     config = uvicorn.Config(simulator.asgi_app(), host=host, port=port, log_level="warning", lifespan="on")
-    run_async(uvicorn.Server(config).serve)
+    serve_app(uvicorn.Server(config))
 
 
 def gateway_table(gateway: str, values: dict[str, object]) -> str:

@@ -5,6 +5,8 @@ A wrong or missing value fails at start with one line naming the variable, never
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Annotated
 import msgspec
 
 PREFIX = "PAYRECON_"
+log = logging.getLogger(__name__)
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -60,14 +63,33 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     }
     raw.update({key.upper(): value for key, value in overrides.items()})
     known = {field.encode_name for field in msgspec.structs.fields(Settings)}
-    unknown = sorted(k for k in raw if k not in known and not k.startswith("TEST_"))
-    if unknown:
-        raise SettingsError(f"{PREFIX}{unknown[0]}: unknown setting (known: {', '.join(sorted(known))})")
+    for name in sorted(k for k in raw if k not in known and not k.startswith("TEST_")):
+        _unknown(name, known)
     raw = {k: v for k, v in raw.items() if k in known}
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_explain(exc, raw)) from None
+
+
+def _unknown(name: str, known: set[str]) -> None:
+    """A PAYRECON_* variable that is no setting: a typo of one stops; anything else is only named.
+
+    `PAYRECON_URL` may well be a client's own variable, so it must not stop the service; but
+    `PAYRECON_DATABSE_URL` silently ignored would run against the embedded database instead.
+    """
+    near = difflib.get_close_matches(name, known, n=1, cutoff=_TYPO)
+    if near:
+        raise SettingsError(f"{PREFIX}{name}: unknown setting; did you mean {PREFIX}{near[0]}?")
+    closest = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
+    hint = f" (the closest setting is {PREFIX}{closest[0]})" if closest else ""
+    log.warning("%s%s is not a payrecon setting and is ignored%s", PREFIX, name, hint)
+
+
+# difflib's ratio above which an unknown name is taken for a misspelt setting: one or two letters
+# dropped, doubled or swapped in a name of 8+ letters (DATABSE_URL → DATABASE_URL is 0.96; URL →
+# REDIS_URL is 0.5).
+_TYPO = 0.85
 
 
 def _explain(exc: msgspec.ValidationError, raw: Mapping[str, object]) -> str:

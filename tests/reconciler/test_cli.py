@@ -85,9 +85,25 @@ async def test_reconcile_dry_then_live_and_report_in_every_format(
         assert as_json["run"]["counts"]["findings"] == {"repaired": 2, "in_sync": 1}
         assert len(as_json["findings"]) == 3
 
+        # A pipe is no 80-column terminal: the table keeps its natural width and no detail is cut.
+        piped = await invoke(report, ["2"], {**env, "COLUMNS": None})  # type: ignore[dict-item]
+        assert any("repaired from the status API" in line for line in piped.output.splitlines()), piped.output
+
         missing = await invoke(report, ["99"], env)
         assert missing.exit_code != 0
         assert "no run 99" in missing.output
+
+
+async def test_a_run_that_checked_nothing_says_why_rather_than_that_all_agree(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    async with staged(settings, pool) as stage:
+        env = {**environment(stage, settings, tmp_path), "PAYRECON_RECONCILE_GRACE": "3600"}
+        await stage.pay("momo", "young-1", [])  # younger than the grace period: left to its webhook
+        ran = await invoke(reconcile, [], env)
+    assert ran.exit_code == 0, ran.output
+    assert "No order was checked: none was due" in ran.output
+    assert "every checked order agrees" not in ran.output
 
 
 async def test_reconcile_refuses_an_unconfigured_gateway_in_one_line(

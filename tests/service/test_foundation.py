@@ -31,12 +31,25 @@ def test_defaults_need_no_environment() -> None:
         ({"PAYRECON_PORT": "70000"}, "PAYRECON_PORT"),
         ({"PAYRECON_RECONCILE_EVERY": "-1"}, "PAYRECON_RECONCILE_EVERY"),
         ({"PAYRECON_DATABSE_URL": "postgresql://x"}, "PAYRECON_DATABSE_URL"),
+        ({"PAYRECON_REDIS_ULR": "redis://x"}, "PAYRECON_REDIS_ULR"),
     ],
 )
 def test_bad_setting_names_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(env)
     assert str(caught.value).startswith(named + ":")
+
+
+def test_a_misspelt_setting_stops_with_did_you_mean() -> None:
+    with pytest.raises(SettingsError, match=r"did you mean PAYRECON_DATABASE_URL\?"):
+        load_settings({"PAYRECON_DATABSE_URL": "postgresql://x"})
+
+
+def test_a_variable_that_is_no_setting_is_named_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    # A client's own PAYRECON_URL must not stop the service.
+    settings = load_settings({"PAYRECON_URL": "http://payrecon.internal", "PAYRECON_PORT": "9000"})
+    assert settings.port == 9000
+    assert "PAYRECON_URL is not a payrecon setting and is ignored (the closest setting is PAYRECON_" in caplog.text
 
 
 def test_bad_setting_is_one_line_and_nonzero_exit() -> None:
