@@ -73,14 +73,17 @@ def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
             process.wait()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
 def test_serve_stops_quietly(
-    settings: Settings, tmp_path: Path, reap: list[subprocess.Popen[bytes]], signum: int, code: int
+    settings: Settings, tmp_path: Path, reap: list[subprocess.Popen[bytes]], signum: int, code: int, workers: int
 ) -> None:
     assert settings.database_url is not None
     assert settings.redis_url is not None
     port = free_port()
-    env = environment(database_url=settings.database_url, redis_url=settings.redis_url, port=str(port))
+    env = environment(
+        database_url=settings.database_url, redis_url=settings.redis_url, port=str(port), workers=str(workers)
+    )
     out = tmp_path / "serve.log"
     process = start([*PAYRECON, "serve"], env, out)
     reap.append(process)
