@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 import httpx
 import msgspec
 
+from providers.acceptance import OrderRules
+
 
 class PaymentStatus(StrEnum):
     """What a payment is, independent of the gateway that says so."""
@@ -132,6 +134,7 @@ class GatewayAdapter(Protocol):
     """
 
     name: ClassVar[str]
+    order_rules: ClassVar[OrderRules]  # what it accepts as an order (currencies, limits, provider_data)
     Account: ClassVar[type[GatewayAccount]]  # the gateway's subclass; PAYRECON_GATEWAYS tables decode into it
 
     def __init__(self, accounts: Sequence[GatewayAccount], *, clock: Clock = ...) -> None:

@@ -7,11 +7,10 @@ accounts come from PAYRECON_GATEWAYS.
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 import click
@@ -22,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from providers.base import GatewayAdapter
 from reconciler import report as reports
 from reconciler.run import RunEnv, count_due, execute
-from service import db, embedded, migrate, runs
+from service import db, embedded, migrate, runs, since
 from service.cli import CliError, get_settings, run_async
 from service.gateways import load_gateways
 from service.runs import FindingKind, RunParams, RunStatus, Trigger
@@ -36,23 +35,12 @@ def gateways_of(settings: Settings) -> dict[str, GatewayAdapter]:
         raise CliError(str(exc)) from None
 
 
-_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
 def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
     """`--since`: an ISO 8601 time (UTC when no offset is given) or a duration back from now (`90m`, `2d`)."""
-    if value is None:
-        return None
-    text = value.strip()
-    match = _DURATION.match(text)
-    if match:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither an ISO 8601 time nor a duration like 90m or 2d") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return since.parse_since(value, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @asynccontextmanager

@@ -6,21 +6,34 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
+import swagger_ui_bundle
 from arq import create_pool as create_arq_pool
 from arq.connections import RedisSettings
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
+from litestar.static_files import create_static_files_router
 
 from providers.base import GatewayAdapter
 from service import auth, db, logs, migrate
 from service.api import anomalies, health, metrics, orders, reconciliation, webhooks
 from service.gateways import load_gateways
 from service.jobs import JOB_DECODE, JOB_ENCODE
-from service.problems import problem_details_plugin
+from service.openapi import OpenAPIJson
+from service.problems import exception_handlers
 from service.settings import Settings, load_settings
+
+_ASSETS = "/schema/assets"
+
+API_DESCRIPTION = """Payment-status reconciliation: orders, audit trail, anomalies, reconciliation runs, and the
+shop's webhook endpoints.
+
+Authenticate with `Authorization: Bearer <API key>` (`payrecon apikey create`). Every error is an
+RFC 9457 problem document (`application/problem+json`): `type`, `title`, `status`, `detail`, and
+`errors: [{field, message}]` naming each offending field."""
 
 
 class SchemaBehindError(Exception):
@@ -70,19 +83,33 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayA
             *webhooks.routes,
             *reconciliation.routes,
             *metrics.routes,
+            create_static_files_router(
+                path=_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False
+            ),
         ],
         lifespan=[_resources],
         state=State({"settings": settings, "gateways": gateways}),
         middleware=[logs.RequestIdMiddleware, prometheus.middleware, *auth.middleware()],
-        plugins=[problem_details_plugin()],
+        exception_handlers=exception_handlers(),
         openapi_config=OpenAPIConfig(
             title="payrecon",
             version="0.1.0",
-            description="Payment-status reconciliation: orders, audit trail, anomalies, reconciliation runs.",
+            description=API_DESCRIPTION,
             path="/schema",
+            use_handler_docstrings=True,
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API key")}
             ),
+            # The UI's assets are served from this process (swagger-ui-bundle), never from a CDN.
+            render_plugins=[
+                OpenAPIJson(),
+                SwaggerRenderPlugin(
+                    path=["/", "/swagger"],
+                    js_url=f"{_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{_ASSETS}/swagger-ui-standalone-preset.js",
+                ),
+            ],
         ),
         logging_config=logs.litestar_config(
             settings,

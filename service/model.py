@@ -33,6 +33,22 @@ class OrderReference(msgspec.Struct, frozen=True, kw_only=True):
     added_at: datetime
 
 
+class Failure(msgspec.Struct, frozen=True, kw_only=True):
+    """The newest failure or cancellation a gateway reported for an order (its code and wording)."""
+
+    status: PaymentStatus  # `failed` or `canceled`
+    code: str  # the gateway's code, prefixed by the gateway: `vnpay:24`, `momo:1006`, `stripe:card_declined`
+    message: str  # the gateway's own wording
+    at: datetime  # the gateway's time of it (or when we received it)
+    event_id: int  # the payment event in the audit trail
+
+    @classmethod
+    def from_reason(cls, status: str, reason: str, at: datetime, event_id: int) -> Failure:
+        # Adapters write `reason` as "<gateway>:<code> <message>" (PaymentEvent.reason)
+        code, _, message = reason.partition(" ")
+        return cls(status=PaymentStatus(status), code=code, message=message, at=at, event_id=event_id)
+
+
 class Order(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     amount: int  # minor units of `currency`
@@ -50,6 +66,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     paid_at: datetime | None = None
+    last_failure: Failure | None = None  # the newest failure or cancellation the gateway reported, if any
 
 
 class OrderState(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,7 +100,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
 # --- what a client registers (DESIGN.md §5); the constraints are the API's validation -----------
 
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\s/\x00-\x1f\x7f]+$")]
-Amount = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # bigint minor units
+Amount = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # bigint minor units; a payment of nothing is no payment
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 Provider = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 Account = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]

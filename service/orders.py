@@ -20,7 +20,7 @@ import msgspec
 
 from providers.base import PaymentStatus
 from service.db import Conn
-from service.model import Order, OrderReference, Transition
+from service.model import Failure, Order, OrderReference, Transition
 
 T = TypeVar("T")
 K = TypeVar("K", str, int)
@@ -30,7 +30,11 @@ select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.provide
        o.refunded_amount, o.provider_payment_id, o.version, o.created_at, o.updated_at, o.paid_at,
        coalesce((select array_agg(row(r.provider, r.account, r.reference, r.provider_data, r.added_at)
                                   order by r.added_at, r.provider, r.account, r.reference)
-                 from order_references r where r.order_id = o.id), '{}') as refs
+                 from order_references r where r.order_id = o.id), '{}') as refs,
+       (select row(e.status, e.reason, coalesce(e.occurred_at, e.received_at), e.id)
+        from payment_events e
+        where e.order_id = o.id and e.status in ('failed', 'canceled') and e.reason is not null
+        order by coalesce(e.occurred_at, e.received_at) desc, e.id desc limit 1) as failure
 from orders o
 """
 
@@ -84,8 +88,10 @@ def _order(row: asyncpg.Record) -> Order:
         OrderReference(provider=r[0], account=r[1], reference=r[2], provider_data=r[3], added_at=r[4])
         for r in row["refs"]
     ]
-    fields = {k: row[k] for k in row.keys() if k != "refs"}  # noqa: SIM118 (Record is not a dict)
-    return msgspec.convert({**fields, "references": refs}, Order, from_attributes=True)
+    fields = {k: row[k] for k in row.keys() if k not in ("refs", "failure")}  # noqa: SIM118 (Record is not a dict)
+    failure = row["failure"]
+    last_failure = None if failure is None else Failure.from_reason(failure[0], failure[1], failure[2], failure[3])
+    return msgspec.convert({**fields, "references": refs, "last_failure": last_failure}, Order, from_attributes=True)
 
 
 async def get_order(conn: Conn, order_id: str) -> Order | None:
@@ -129,10 +135,16 @@ async def list_orders(
     limit: int,
     status: PaymentStatus | None = None,
     provider: str | None = None,
+    reference: str | None = None,
+    provider_payment_id: str | None = None,
     updated_since: datetime | None = None,
     cursor: str | None = None,
 ) -> tuple[list[Order], str | None]:
-    """Orders by (updated_at, id) ascending: a backend polling with `updated_since` sees every change."""
+    """Orders by (updated_at, id) ascending: a backend polling with `updated_since` sees every change.
+
+    `reference` matches any attempt's gateway reference (order_references, whatever the account);
+    `provider_payment_id` the payment that paid the order.
+    """
     after_at, after_id = decode_cursor(cursor, str)
     rows = await conn.fetch(
         _ORDER
@@ -140,6 +152,8 @@ async def list_orders(
               and ($2::text is null or o.provider = $2)
               and ($3::timestamptz is null or o.updated_at >= $3)
               and ($4::timestamptz is null or (o.updated_at, o.id) > ($4, $5::text))
+              and ($7::text is null or o.id in (select order_id from order_references where reference = $7))
+              and ($8::text is null or o.provider_payment_id = $8)
             order by o.updated_at, o.id
             limit $6""",
         status,
@@ -148,6 +162,8 @@ async def list_orders(
         after_at,
         after_id,
         limit + 1,
+        reference,
+        provider_payment_id,
     )
     return _page(rows, limit, _order, lambda o: (o.updated_at, o.id))
 

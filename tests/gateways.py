@@ -47,3 +47,8 @@ def sim_transport(sims: dict[str, SimulatedGateway]) -> httpx.AsyncBaseTransport
 
 def sim_api_bases(names: tuple[str, ...] = GATEWAYS) -> dict[str, str]:
     return {name: f"http://{name}.sim" for name in names}
+
+
+def configured(names: tuple[str, ...] = GATEWAYS) -> dict[str, GatewayAdapter]:
+    """Adapters with each simulator's `default` account configured, as PAYRECON_GATEWAYS would give them."""
+    return adapters_for({name: simulator(name) for name in names}, sim_api_bases(names))

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import httpx
 import msgspec
 
+from providers.acceptance import AmountLimits, OrderRules
 from providers.base import (
     Ack,
     Clock,
@@ -43,10 +44,19 @@ def new_request_id() -> str:
     return f"payrecon-{uuid.uuid4().hex}"
 
 
+# MoMo takes VND only; its create API bounds one payment to 1,000–50,000,000 VND (e-wallet; ATM starts
+# at 10,000 and card ends at 10,000,000, but the order does not say which method the customer picks).
+ORDER_RULES = OrderRules(
+    currencies=frozenset({"VND"}),
+    limits={"VND": AmountLimits(1_000, 50_000_000)},
+)
+
+
 class Adapter:
     """MoMo (AIO v2): JSON IPNs signed with HMAC-SHA256, acknowledged with 204; `/v2/gateway/api/query`."""
 
     name: ClassVar[str] = NAME
+    order_rules: ClassVar[OrderRules] = ORDER_RULES  # checked when an order is registered
     Account: ClassVar[type[GatewayAccount]] = MomoAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
     def __init__(

@@ -10,6 +10,7 @@ from typing import ClassVar
 import httpx
 import msgspec
 
+from providers.acceptance import AmountLimits, OrderRules
 from providers.base import (
     Ack,
     Clock,
@@ -38,10 +39,22 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
+# Stripe charges any of its ~135 currencies (any ISO 4217 code here); `amount` has at most eight digits
+# (99999999), and its documented minimum charge per settlement currency (0.50 USD, 0.30 GBP, 50 JPY…).
+_MINIMUM_CHARGE = {"USD": 50, "AED": 200, "AUD": 50, "BGN": 100, "BRL": 50, "CAD": 50, "CHF": 50, "CZK": 1500}
+_MINIMUM_CHARGE |= {"DKK": 250, "EUR": 50, "GBP": 30, "HKD": 400, "HUF": 17500, "INR": 50, "JPY": 50, "MXN": 1000}
+_MINIMUM_CHARGE |= {"MYR": 200, "NOK": 300, "NZD": 50, "PLN": 200, "RON": 200, "SEK": 300, "SGD": 50, "THB": 1000}
+ORDER_RULES = OrderRules(
+    limits={currency: AmountLimits(minimum, 99_999_999) for currency, minimum in _MINIMUM_CHARGE.items()},
+    default_limits=AmountLimits(1, 99_999_999),
+)
+
+
 class Adapter:
     """Stripe for payrecon (reference/stripe.md). Accounts are looked up by their name in the URL."""
 
     name: ClassVar[str] = "stripe"
+    order_rules: ClassVar[OrderRules] = ORDER_RULES  # checked when an order is registered
     Account: ClassVar[type[GatewayAccount]] = StripeAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
     def __init__(

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 import httpx
 import msgspec
 
+from providers.acceptance import AmountLimits, OrderRules
 from providers.base import (
     Ack,
     Clock,
@@ -60,10 +61,20 @@ def _ack(answer: IpnAnswer) -> Ack:
     return Ack(200, msgspec.json.encode(answer), "application/json")
 
 
+# VNPay takes VND only; its pay page refuses amounts outside 5,000 VND – 1,000,000,000 VND (vnp_Amount is
+# Numeric[1,12] after ×100). querydr needs the pay URL's vnp_CreateDate (yyyyMMddHHmmss, GMT+7) later.
+ORDER_RULES = OrderRules(
+    currencies=frozenset({"VND"}),
+    limits={"VND": AmountLimits(5_000, 1_000_000_000)},
+    required_provider_data={"vnp_create_date": r"^\d{14}$"},
+)
+
+
 class Adapter:
     """VNPay PAY 2.1.0: IPN GET (or form POST) with vnp_SecureHash, querydr status API."""
 
     name: ClassVar[str] = "vnpay"
+    order_rules: ClassVar[OrderRules] = ORDER_RULES  # checked when an order is registered
     Account: ClassVar[type[GatewayAccount]] = VnpayAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
     def __init__(

@@ -5,16 +5,16 @@ Besides the anomaly rows, the events waiting in quarantine for an unregistered o
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
-from litestar import Request, get
+from litestar import get
 from litestar.datastructures import State
 from litestar.params import FromQuery
 
-from service import orders
-from service.api.orders import Limit, as_utc, invalid
+from service import orders, problems
+from service.api.bodies import since_param
+from service.api.orders import Limit, Since
 from service.auth import SECURITY, requires
 from service.orders import AnomalyRecord, CursorError, StoredEvent
 
@@ -40,12 +40,12 @@ class AnomalyPage(msgspec.Struct, kw_only=True):
     security=SECURITY,
     operation_id="listAnomalies",
     tags=["anomalies"],
+    responses=problems.responses(),
 )
 async def list_anomalies(
-    request: Request[Any, Any, Any],
     state: State,
     kind: FromQuery[AnomalyKind | None] = None,
-    since: FromQuery[datetime | None] = None,
+    since: Since = None,
     order_id: FromQuery[str | None] = None,
     limit: Limit = 50,
     cursor: FromQuery[str | None] = None,
@@ -54,10 +54,10 @@ async def list_anomalies(
     try:
         async with state.pool.acquire() as conn:
             items, next_cursor = await orders.list_anomalies(
-                conn, limit=limit, kind=kind, since=as_utc(since), order_id=order_id, cursor=cursor
+                conn, limit=limit, kind=kind, since=since_param("since", since), order_id=order_id, cursor=cursor
             )
     except CursorError as exc:
-        raise invalid(request, "cursor", str(exc), source="query") from None
+        raise problems.invalid("cursor", str(exc)) from None
     return AnomalyPage(items=items, next_cursor=next_cursor)
 
 
@@ -72,9 +72,9 @@ class QuarantinePage(msgspec.Struct, kw_only=True):
     security=SECURITY,
     operation_id="listQuarantinedEvents",
     tags=["anomalies"],
+    responses=problems.responses(),
 )
 async def list_quarantined(
-    request: Request[Any, Any, Any],
     state: State,
     provider: FromQuery[str | None] = None,
     limit: Limit = 50,
@@ -85,7 +85,7 @@ async def list_quarantined(
         async with state.pool.acquire() as conn:
             items, next_cursor = await orders.list_quarantined(conn, limit=limit, provider=provider, cursor=cursor)
     except CursorError as exc:
-        raise invalid(request, "cursor", str(exc), source="query") from None
+        raise problems.invalid("cursor", str(exc)) from None
     return QuarantinePage(items=items, next_cursor=next_cursor)
 
 

@@ -1,34 +1,35 @@
 """Orders REST API for e-commerce backends (DESIGN.md §5): register, add references, read, list.
 
-Bodies are decoded strictly before litestar's own decoding (which coerces "1" into 1): a wrong type, a
-negative amount, a bad currency, an unknown field or oversized metadata is a 400 problem
-document whose `extra[].key` names the field — never a 500.
+Bodies are decoded strictly (`service.api.bodies`) and checked against the gateway
+(`service.admission`) before the ledger sees them: a wrong type, an unknown field, a currency
+the gateway does not take, an account not configured… is a 400 problem whose `errors[].field`
+names the field — never a 500.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import msgspec
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.datastructures import State
-from litestar.exceptions import ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Response
 
-from providers.base import PaymentStatus
+from providers.base import GatewayAdapter, PaymentStatus
 from providers.registry import adapter_classes
-from service import ledger, orders
+from service import admission, ledger, orders, problems
+from service.api.bodies import check_json_fields, since_param, strictly
 from service.auth import SECURITY, requires
-from service.model import MAX_JSON_BYTES, NewOrder, NewReference, Order, Transition
+from service.model import NewOrder, NewReference, Order, Transition
 from service.orders import CursorError, StoredEvent
 
-T = TypeVar("T")
-
 Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size (1–500).")]
+Since = Annotated[
+    str | None,
+    Parameter(description="RFC 3339 time (UTC when no offset is given) or a duration back from now: `90m`, `2d`."),
+]
 
 
 class OrderPage(msgspec.Struct, kw_only=True):
@@ -42,57 +43,11 @@ class AuditTrail(msgspec.Struct, kw_only=True):
     transitions: list[Transition]  # every step the order took, and the event that caused it
 
 
-def invalid(request: Request[Any, Any, Any], key: str, message: str, source: str = "body") -> ValidationException:
-    """A 400 shaped like litestar's own validation errors, naming the field."""
-    return ValidationException(
-        detail=f"Validation failed for {request.method} {request.url.path}",
-        extra=[{"message": message, "key": key, "source": source}],
-    )
-
-
-async def strict_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
-    try:
-        return msgspec.json.decode(await request.body(), type=type_, strict=True)
-    except msgspec.ValidationError as exc:
-        message, _, path = str(exc).partition(" - at `$")
-        key = path.rstrip("`").lstrip(".") or _named_field(message) or "body"
-        raise invalid(request, key, message) from None
-    except msgspec.DecodeError as exc:
-        raise invalid(request, "body", f"JSON is malformed: {exc}") from None
-
-
-def strictly(type_: type[Any]) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
-    """A `before_request` hook: runs after the guards and before litestar's (lax) body decoding."""
-
-    async def check(request: Request[Any, Any, Any]) -> None:
-        await strict_body(request, type_)
-
-    return check
-
-
-def _named_field(message: str) -> str | None:
-    # "Object contains unknown field `bogus`" / "Object missing required field `id`"
-    return message.rsplit("`", 2)[1] if message.count("`") >= 2 and "field" in message else None
-
-
-def check_json_fields(request: Request[Any, Any, Any], **fields: dict[str, Any]) -> None:
-    for key, value in fields.items():
-        encoded = msgspec.json.encode(value)
-        if len(encoded) > MAX_JSON_BYTES:
-            raise invalid(request, key, f"at most {MAX_JSON_BYTES} bytes of JSON (got {len(encoded)})")
-        if b"\\u0000" in encoded:  # PostgreSQL's jsonb cannot hold NUL characters
-            raise invalid(request, key, "NUL characters are not allowed")
-
-
-@functools.cache
-def _installed_gateways() -> frozenset[str]:
-    return frozenset(adapter_classes())
-
-
-def check_provider(request: Request[Any, Any, Any], state: State, provider: str) -> None:
-    known = set(state.gateways) | _installed_gateways()
+def _known_provider(gateways: dict[str, GatewayAdapter], provider: str) -> None:
+    """A list filter must name a gateway this deployment knows (configured, or installed)."""
+    known = set(gateways) | set(adapter_classes())
     if provider not in known:
-        raise invalid(request, "provider", f"unknown gateway {provider!r}; known: {', '.join(sorted(known))}")
+        raise problems.invalid("provider", f"unknown gateway {provider[:64]!r}; known: {', '.join(sorted(known))}")
 
 
 @post(
@@ -103,12 +58,27 @@ def check_provider(request: Request[Any, Any, Any], state: State, provider: str)
     tags=["orders"],
     status_code=201,
     before_request=strictly(NewOrder),
+    responses={
+        200: ResponseSpec(data_container=Order, description="Already registered with this same body."),
+        **problems.responses(409, 413),
+    },
 )
-async def register_order(request: Request[Any, Any, Any], state: State, data: JSONBody[NewOrder]) -> Response[Order]:
-    """Register an expected payment: 201 when new, 200 for the same body again, 409 for another body."""
+async def register_order(state: State, data: JSONBody[NewOrder]) -> Response[Order]:
+    """Register an expected payment: 201 when new, 200 for the same body again, 409 for another body.
+
+    The gateway must be configured here for the account, take the currency and the amount, and get
+    the provider data its status API needs later (VNPay: `vnp_create_date`); otherwise 400.
+    """
     new = data  # checked by `strictly(NewOrder)` first
-    check_provider(request, state, new.provider)
-    check_json_fields(request, provider_data=new.provider_data, metadata=new.metadata)
+    check_json_fields(provider_data=new.provider_data, metadata=new.metadata)
+    admission.check_order(
+        state.gateways,
+        provider=new.provider,
+        account=new.account,
+        amount=new.amount,
+        currency=new.currency,
+        provider_data=new.provider_data,
+    )
     registration = await ledger.register_order(state.pool, new)
     return Response(registration.order, status_code=201 if registration.created else 200)
 
@@ -121,14 +91,30 @@ async def register_order(request: Request[Any, Any, Any], state: State, data: JS
     tags=["orders"],
     status_code=201,
     before_request=strictly(NewReference),
+    responses={
+        200: ResponseSpec(data_container=Order, description="The order already holds this reference."),
+        **problems.responses(404, 409, 413),
+    },
 )
-async def add_reference(
-    request: Request[Any, Any, Any], state: State, order_id: FromPath[str], data: JSONBody[NewReference]
-) -> Response[Order]:
-    """Add the gateway reference of a new payment attempt: 201 new, 200 already there, 409 another order's."""
+async def add_reference(state: State, order_id: FromPath[str], data: JSONBody[NewReference]) -> Response[Order]:
+    """Add the gateway reference of a new payment attempt: 201 new, 200 already there, 409 another order's.
+
+    The attempt's gateway must be configured for the account and take the order's currency and amount.
+    """
     ref = data  # checked by `strictly(NewReference)` first
-    check_provider(request, state, ref.provider)
-    check_json_fields(request, provider_data=ref.provider_data)
+    check_json_fields(provider_data=ref.provider_data)
+    async with state.pool.acquire() as conn:
+        order = await orders.get_order(conn, order_id)
+    if order is None:
+        raise ledger.OrderNotFoundError(f"no order {order_id}")
+    admission.check_reference(
+        state.gateways,
+        provider=ref.provider,
+        account=ref.account,
+        provider_data=ref.provider_data,
+        order_amount=order.amount,
+        order_currency=order.currency,
+    )
     registration = await ledger.add_reference(state.pool, order_id, ref)
     return Response(registration.order, status_code=201 if registration.created else 200)
 
@@ -139,6 +125,7 @@ async def add_reference(
     security=SECURITY,
     operation_id="getOrder",
     tags=["orders"],
+    responses=problems.responses(404),
 )
 async def get_order(state: State, order_id: FromPath[str]) -> Order:
     """The order: status, amounts, refunded amount, gateway ids and references, timestamps, version."""
@@ -155,6 +142,7 @@ async def get_order(state: State, order_id: FromPath[str]) -> Order:
     security=SECURITY,
     operation_id="getOrderEvents",
     tags=["orders"],
+    responses=problems.responses(404),
 )
 async def get_order_events(state: State, order_id: FromPath[str]) -> AuditTrail:
     """The audit trail: every event with its outcome and source, every transition."""
@@ -165,17 +153,35 @@ async def get_order_events(state: State, order_id: FromPath[str]) -> AuditTrail:
     return AuditTrail(order_id=order_id, events=events, transitions=transitions)
 
 
-@get("/v1/orders", guards=[requires("orders:read")], security=SECURITY, operation_id="listOrders", tags=["orders"])
+@get(
+    "/v1/orders",
+    guards=[requires("orders:read")],
+    security=SECURITY,
+    operation_id="listOrders",
+    tags=["orders"],
+    responses=problems.responses(),
+)
 async def list_orders(
-    request: Request[Any, Any, Any],
     state: State,
     status: FromQuery[PaymentStatus | None] = None,
-    provider: FromQuery[str | None] = None,
-    updated_since: FromQuery[datetime | None] = None,
+    provider: Annotated[str | None, Parameter(description="Only orders registered at this gateway.")] = None,
+    reference: Annotated[
+        str | None,
+        Parameter(
+            description="Only the order holding this gateway reference (VNPay vnp_TxnRef, MoMo orderId, "
+            "Stripe PaymentIntent id), whichever attempt it was."
+        ),
+    ] = None,
+    provider_payment_id: Annotated[
+        str | None, Parameter(description="Only the order paid by this gateway payment id (PaymentIntent, transId).")
+    ] = None,
+    updated_since: Since = None,
     limit: Limit = 50,
     cursor: FromQuery[str | None] = None,
 ) -> OrderPage:
-    """Orders by last update, oldest first; follow `next_cursor`. A time without zone is UTC."""
+    """Orders by last update, oldest first; follow `next_cursor`. Filters combine."""
+    if provider is not None:
+        _known_provider(state.gateways, provider)
     try:
         async with state.pool.acquire() as conn:
             items, next_cursor = await orders.list_orders(
@@ -183,16 +189,14 @@ async def list_orders(
                 limit=limit,
                 status=status,
                 provider=provider,
-                updated_since=as_utc(updated_since),
+                reference=reference,
+                provider_payment_id=provider_payment_id,
+                updated_since=since_param("updated_since", updated_since),
                 cursor=cursor,
             )
     except CursorError as exc:
-        raise invalid(request, "cursor", str(exc), source="query") from None
+        raise problems.invalid("cursor", str(exc)) from None
     return OrderPage(items=items, next_cursor=next_cursor)
-
-
-def as_utc(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 routes = [register_order, add_reference, get_order, get_order_events, list_orders]

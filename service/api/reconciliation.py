@@ -8,7 +8,6 @@ the run; until then it reads `running` with no counts.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -16,10 +15,11 @@ from litestar import Request, get, post
 from litestar.params import FromPath, FromQuery, Parameter, RawBody
 from litestar.response import Response, Stream
 
-from service import runs
+from service import problems, runs
+from service.api.bodies import decode, since_param
 from service.auth import SECURITY, requires
 from service.jobs import RECONCILE_JOB
-from service.problems import InvalidRequestError, NotFoundError, ProblemError
+from service.problems import NotFoundError, UnavailableError
 from service.runs import Finding, FindingKind, ReconcileRun, RunParams, RunStatus, Trigger
 
 Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size (1–500).")]
@@ -30,7 +30,8 @@ class StartRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """The optional body of `POST /v1/reconciliation/runs`."""
 
     provider: str | None = None  # only orders with a reference at this gateway
-    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # audit every order created since
+    # audit every order created since: RFC 3339 (UTC without offset) or a duration back from now (`2d`)
+    since: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     dry_run: bool = False  # record findings, change no order
 
 
@@ -44,15 +45,11 @@ class FindingPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
-class UnavailableError(ProblemError):
-    status_code, slug, title = 503, "unavailable", "Service unavailable"
-
-
 def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 18:
-        raise InvalidRequestError(f"cursor {value[:40]!r} is not one this API gave out", field="cursor")
+        raise problems.invalid("cursor", f"{value[:40]!r} is not one this API gave out")
     return int(value)
 
 
@@ -75,25 +72,24 @@ def _csv(rows: AsyncIterator[str], filename: str) -> Stream:
     security=SECURITY,
     operation_id="startReconciliationRun",
     tags=["reconciliation"],
+    responses=problems.responses(413),
 )
 async def start_run(request: Request[Any, Any, Any], body: RawBody) -> Response[ReconcileRun]:
     """Start a run now: 202 with the run; a worker leads it. Body (optional): provider, since, dry_run."""
-    try:
-        wanted = msgspec.json.decode(body, type=StartRun) if body.strip() else StartRun()
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise InvalidRequestError(f"invalid run request: {exc}") from None
+    wanted = decode(body, StartRun) if body.strip() else StartRun()
     configured = sorted(request.app.state.gateways)
     if wanted.provider is not None and wanted.provider not in configured:
-        raise InvalidRequestError(
-            f"gateway {wanted.provider!r} is not configured (configured: {', '.join(configured) or 'none'})",
-            field="provider",
+        raise problems.invalid(
+            "provider",
+            f"gateway {wanted.provider[:64]!r} is not configured (configured: {', '.join(configured) or 'none'})",
         )
+    since = since_param("since", wanted.since)
     pool = request.app.state.pool
     async with pool.acquire() as conn:
         run = await runs.create_run(
             conn,
             trigger=Trigger.API,
-            params=RunParams(provider=wanted.provider, since=wanted.since),
+            params=RunParams(provider=wanted.provider, since=since),
             dry_run=wanted.dry_run,
         )
     assert run is not None  # no slot: never a conflict
@@ -112,6 +108,7 @@ async def start_run(request: Request[Any, Any, Any], body: RawBody) -> Response[
     security=SECURITY,
     operation_id="listReconciliationRuns",
     tags=["reconciliation"],
+    responses=problems.responses(),
 )
 async def list_runs(
     request: Request[Any, Any, Any],
@@ -155,6 +152,7 @@ async def _run_or_404(request: Request[Any, Any, Any], run_id: int) -> Reconcile
     security=SECURITY,
     operation_id="getReconciliationRun",
     tags=["reconciliation"],
+    responses=problems.responses(404),
 )
 async def get_run(request: Request[Any, Any, Any], run_id: FromPath[int]) -> ReconcileRun:
     """One run: parameters, status, timing and counts per gateway and finding kind."""
@@ -167,6 +165,7 @@ async def get_run(request: Request[Any, Any, Any], run_id: FromPath[int]) -> Rec
     security=SECURITY,
     operation_id="listReconciliationFindings",
     tags=["reconciliation"],
+    responses=problems.responses(404),
 )
 async def list_findings(
     request: Request[Any, Any, Any],

@@ -16,15 +16,11 @@ from litestar.response import Response
 from providers.base import Ack, GatewayAdapter, WebhookRequest, utcnow
 from service import ingest, logs
 from service.metrics import WEBHOOKS_RECEIVED
-from service.problems import NotFoundError, ProblemError
+from service.problems import NotFoundError, PayloadTooLargeError
 from service.settings import Settings
 
 # VNPay's IPN is a GET with the signed query string; everyone else POSTs a body.
 _METHODS = [HttpMethod.GET, HttpMethod.POST]
-
-
-class PayloadTooLargeError(ProblemError):
-    status_code, slug, title = 413, "payload-too-large", "Payload too large"
 
 
 class _OversizedError(Exception):

@@ -14,12 +14,13 @@ from service import apikeys
 from service.app import create_app
 from service.serving import serving
 from service.settings import Settings
+from tests.gateways import configured
 from tests.service.test_orders_api import key_for
 
 
 @pytest.fixture
 async def app_url(settings: Settings) -> AsyncIterator[tuple[str, list[tuple[str, str]]]]:
-    app = create_app(settings, gateways={})
+    app = create_app(settings, gateways=configured())
     v1 = [
         (method, re.sub(r"\{[^}:]+:([a-z]+)\}", lambda m: "1" if m[1] == "int" else "x", route.path))
         for route in app.routes

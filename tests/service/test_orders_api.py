@@ -16,6 +16,7 @@ from service.app import create_app
 from service.model import Source
 from service.serving import serving
 from service.settings import Settings
+from tests.gateways import configured
 from tests.service.test_ledger import T0, event
 
 S = PaymentStatus
@@ -36,7 +37,7 @@ async def key_for(pool: asyncpg.Pool, *scopes: str) -> str:
 
 @pytest.fixture
 async def base_url(settings: Settings) -> AsyncIterator[str]:
-    async with serving(create_app(settings, gateways={})) as url:
+    async with serving(create_app(settings, gateways=configured())) as url:
         yield url
 
 
@@ -48,13 +49,24 @@ async def api(base_url: str, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncCli
         yield client
 
 
-def problem_key(response: httpx.Response) -> str:
+def problem_fields(response: httpx.Response) -> list[str]:
+    """The fields a problem document names, after checking it is one (RFC 9457, our shape)."""
     assert response.headers["content-type"].startswith("application/problem+json"), response.text
     body = response.json()
+    assert set(body) == {"type", "title", "status", "detail", "errors"}, body
     assert body["status"] == response.status_code
-    keys = [e["key"] for e in body.get("extra", [])]
-    assert len(keys) == 1, body
-    return str(keys[0])
+    assert body["type"].startswith("https://payrecon.dev/problems/")
+    for error in body["errors"]:
+        assert set(error) == {"field", "message"}, body
+        assert error["message"]
+        assert error["message"] in body["detail"]
+    return [str(e["field"]) for e in body["errors"]]
+
+
+def problem_key(response: httpx.Response) -> str:
+    fields = problem_fields(response)
+    assert len(fields) == 1, response.text
+    return fields[0]
 
 
 async def test_register_returns_the_order_contract(api: httpx.AsyncClient) -> None:
@@ -64,6 +76,7 @@ async def test_register_returns_the_order_contract(api: httpx.AsyncClient) -> No
     assert set(order) == {
         "id", "amount", "currency", "provider", "account", "reference", "provider_data", "metadata", "status",
         "refunded_amount", "provider_payment_id", "version", "references", "created_at", "updated_at", "paid_at",
+        "last_failure",
     }  # fmt: skip
     assert order["account"] == "default"
     assert order["reference"] == "ord_1001"
@@ -88,11 +101,11 @@ async def test_register_returns_the_order_contract(api: httpx.AsyncClient) -> No
     assert again.status_code == 200
     assert again.json() == order
 
-    different = await api.post("/v1/orders", json={**BODY, "amount": 1, "currency": "USD"})
+    different = await api.post("/v1/orders", json={**BODY, "amount": 160000, "metadata": {}})
     assert different.status_code == 409
     problem = different.json()
-    assert problem["fields"] == ["amount", "currency"]
-    assert "amount, currency" in problem["detail"]
+    assert problem_fields(different) == ["amount", "metadata"]
+    assert "amount, metadata" in problem["detail"]
     assert different.headers["content-type"].startswith("application/problem+json")
 
 
@@ -138,7 +151,8 @@ async def test_references(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
 
     taken = await api.post("/v1/orders/ord_2/references", json=attempt)
     assert taken.status_code == 409
-    assert taken.json()["order_id"] == "ord_1001"
+    assert problem_fields(taken) == ["reference"]
+    assert "belongs to order ord_1001" in taken.json()["detail"]
     missing = await api.post("/v1/orders/nope/references", json=attempt)
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")

@@ -128,7 +128,7 @@ async def test_start_a_run_read_it_page_its_findings_and_export_csv(settings: Se
     [
         ({"provider": "paypal"}, "not configured"),
         ({"bogus": 1}, "bogus"),
-        ({"since": "2026-01-01T00:00:00"}, "timezone"),
+        ({"since": "yesterday"}, "rfc 3339"),
         ({"dry_run": "yes"}, "bool"),
         (b"{not json", "invalid"),
         ([1, 2], "object"),
