@@ -34,6 +34,7 @@ from reconciler.run import RunEnv, count_due, execute
 from service import db, metrics, runs
 from service.gateways import load_gateways
 from service.jobs import JOB_DECODE, JOB_ENCODE, RECONCILE_JOB
+from service.notify import jobs as webhook_jobs
 from service.runs import ReconcileRun, RunParams, RunStatus, Trigger
 from service.settings import Settings
 
@@ -83,9 +84,11 @@ async def startup(ctx: dict[str, Any]) -> None:
         # Per-account limits are the reconciler's; the client only needs room for all of them.
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0), limits=httpx.Limits(max_connections=100))
     ctx["env"] = RunEnv(pool=pool, gateways=gateways, http=http, settings=settings)
+    webhook_jobs.open_client(ctx)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await webhook_jobs.close(ctx)
     env: RunEnv | None = ctx.get("env")
     if env is None:
         return
@@ -151,6 +154,9 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         # An audit asks about every order of the horizon within each account's query rate (10/s by
         # default: 36k orders an hour): it may take until the next one is due, not just an hour.
         jobs.append(cron(audit_slot, timeout=max(RUN_TIMEOUT, period), **fields))
+    # Outbound webhooks: the sweep delivers every committed notification even if no enqueue reached Redis.
+    _, fields = cron_schedule(settings.webhook_sweep_every, "PAYRECON_WEBHOOK_SWEEP_EVERY")
+    jobs.append(cron(webhook_jobs.deliver_webhooks, name="deliver_webhooks_sweep", timeout=600, **fields))
     return jobs
 
 
@@ -189,6 +195,7 @@ def worker_options(
         "functions": [
             func(reconcile_now, name=RECONCILE_JOB, timeout=RUN_TIMEOUT, max_tries=1),
             func(join_run, timeout=RUN_TIMEOUT, max_tries=1),
+            func(webhook_jobs.deliver_webhooks, name=webhook_jobs.DELIVER_JOB, timeout=600, max_tries=1),
         ],
         "cron_jobs": cron_jobs(settings) if schedule else [],
         "queue_name": settings.queue_name,

@@ -18,7 +18,7 @@ import msgspec
 
 from service.db import Conn
 
-SCOPES = ("orders:read", "orders:write", "recon:read", "recon:run")
+SCOPES = ("orders:read", "orders:write", "recon:read", "recon:run", "webhooks:read", "webhooks:write")
 KEY_PREFIX = "prk_"
 _PREFIX_LEN = len(KEY_PREFIX) + 8
 

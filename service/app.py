@@ -19,7 +19,7 @@ from litestar.static_files import create_static_files_router
 
 from providers.base import GatewayAdapter
 from service import auth, db, logs, migrate
-from service.api import anomalies, health, metrics, orders, reconciliation, webhooks
+from service.api import anomalies, health, metrics, orders, reconciliation, webhook_endpoints, webhooks
 from service.gateways import load_gateways
 from service.jobs import JOB_DECODE, JOB_ENCODE
 from service.openapi import OpenAPIJson
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayA
             *anomalies.routes,
             *webhooks.routes,
             *reconciliation.routes,
+            *webhook_endpoints.routes,
             *metrics.routes,
             create_static_files_router(
                 path=_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False

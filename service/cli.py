@@ -240,10 +240,13 @@ def _load_plugin_commands() -> None:
 
 
 def main() -> None:
-    from service.apikeys_cli import apikey  # here, not at the top: it imports this module
+    from service.apikeys_cli import apikey  # here, not at the top: they import this module
+    from service.notify.cli import listen, webhook_endpoints
 
     _load_plugin_commands()
     cli.add_command(apikey)
+    cli.add_command(webhook_endpoints)
+    cli.add_command(listen)
     cli(prog_name="payrecon")
 
 

@@ -47,6 +47,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     reconcile_batch: Positive = 50
     worker_concurrency: Positive = 10
     queue_name: str = "payrecon:queue"  # the arq queue shared by the API and the worker
+    # outbound webhooks to the shop: seconds between delivery sweeps (a cron period), and a factor on
+    # the retry schedule and circuit cool-downs (1 = about three days of retries; tests shrink it)
+    webhook_sweep_every: Seconds = 5.0
+    webhook_retry_scale: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
     log_level: str = "INFO"
     log_json: bool = False
 
