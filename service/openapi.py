@@ -47,7 +47,134 @@ def polish(node: Any) -> Any:
 
 
 class OpenAPIJson(JsonRenderPlugin):
-    """`/schema/openapi.json`, polished."""
+    """`/schema/openapi.json`, polished and documented."""
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, polish(openapi_schema))
+        return super().render(request, document(polish(openapi_schema)))
+
+
+# What each field name means wherever it appears (one meaning per name in this API), with an example.
+# A "Schema.field" key overrides the name's entry for that schema. Fields documented in their Struct
+# (msgspec.Meta(description=…)) keep their own words.
+T = "2026-11-24T10:00:00Z"
+FIELDS: dict[str, tuple[str, object]] = {
+    "id": ("The identifier.", "ord_1001"),
+    "Order.id": ("The shop's order id, as registered.", "ord_1001"),
+    "NewOrder.id": ("The shop's order id (1–128 characters, no whitespace or `/`).", "ord_1001"),
+    "AnomalyRecord.id": ("The anomaly's id.", 17),
+    "Delivery.id": ("The delivery's id (for redelivery).", 42),
+    "Endpoint.id": ("The endpoint's id.", 3),
+    "ReconcileRun.id": ("The run's id.", 12),
+    "StoredEvent.id": ("The payment event's id in the audit trail.", 981),
+    "account": ("The gateway account (a `[[gateway]]` table of PAYRECON_GATEWAYS).", "default"),
+    "added_at": ("When the reference was added.", T),
+    "amount": ("Integer amount in the currency's minor unit (2599 USD is 25.99 dollars; VND has none).", 150000),
+    "applied_at": ("When the ledger applied the event; null if it changed nothing.", T),
+    "at": ("The gateway's time of it (or when we received it).", T),
+    "attempted_at": ("When the attempt started.", T),
+    "attempts": ("Every HTTP attempt, oldest first.", []),
+    "checks": ("Each dependency and its state.", {"database": "ok", "redis": "ok"}),
+    "circuit_open_until": ("Nothing is sent to the endpoint before this time; null when the circuit is closed.", None),
+    "claimed_order_id": ("The order id the gateway carried (Stripe metadata.order_id), if any.", "ord_1001"),
+    "code": ("The gateway's code, prefixed by the gateway.", "vnpay:24"),
+    "consecutive_failures": ("Failed attempts in a row; the circuit opens at 5.", 0),
+    "counts": ("Findings per gateway and kind.", {"vnpay": {"in_sync": 10, "repaired": 1}}),
+    "created_at": ("When it was created.", T),
+    "cursor": ("The `next_cursor` of the previous page; absent for the first page.", None),
+    "run_id": ("The reconciliation run.", 12),
+    "gateway_status": ("What the gateway's status API said, mapped to our statuses.", "succeeded"),
+    "currency": ("ISO 4217 currency code, upper case.", "VND"),
+    "dedupe_key": ("The gateway's event id (or a composite for gateways without one): the idempotency key.", "evt_1"),
+    "delivered_at": ("When a 2xx answer was received; null until then.", T),
+    "description": ("For people.", "shop backend, production"),
+    "detail": ("What went wrong with this request, for a person.", "no order ord_1001"),
+    "AnomalyRecord.detail": ("What was expected and what came.", {"expected": {"amount": 150000}}),
+    "dry_run": ("Findings recorded, no order changed.", False),
+    "enabled": ("Deliveries are made (false: disabled).", True),
+    "endpoint": ("The endpoint.", None),
+    "endpoint_id": ("The endpoint this delivery goes to.", 3),
+    "error": ("What went wrong; null when nothing did.", None),
+    "errors": ("Each offending field; empty when no field is at fault.", [{"field": "currency", "message": "…"}]),
+    "event_id": ("The payment event in the audit trail.", 981),
+    "event_types": ("Types received; empty: every type.", ["order.succeeded", "order.refunded"]),
+    "events": ("Every event matched to the order, with its outcome and source.", []),
+    "field": ("The offending field: a body path or a query or path parameter.", "provider_data.vnp_create_date"),
+    "finished_at": ("When the run ended; null while running.", T),
+    "flag": ("Something about the event ops should know (a fraud review, a reversal…).", None),
+    "from_status": ("The status before the step.", "processing"),
+    "from_version": ("The order's version before the step.", 2),
+    "items": ("This page's items.", []),
+    "kind": ("The kind.", None),
+    "last_failure": ("The newest failure or cancellation its gateway reported; null if none.", None),
+    "latency_ms": ("Milliseconds until the answer (or the failure).", 87),
+    "live_secrets": ("Secrets signing deliveries now: 2 during a rotation's overlap.", 1),
+    "message": ("What is wrong, for a person.", "vnpay needs it to query the payment's status later"),
+    "Failure.message": ("The gateway's own wording.", "Customer canceled the payment"),
+    "metadata": ("The shop's own JSON object, kept as given (at most 50 keys, 16 KiB).", {"cart": "c-77"}),
+    "next_attempt_at": ("When the next attempt is due; null once delivered or failed.", T),
+    "next_cursor": ("Pass as `cursor` for the next page; null on the last page.", None),
+    "notification_id": ("The outbox notification delivered.", 311),
+    "occurred_at": ("The gateway's own time of the event.", T),
+    "order_id": ("The order.", "ord_1001"),
+    "outcome": ("What the ledger did with the event.", "applied"),
+    "paid_at": ("When the order was paid; null until then.", T),
+    "params": ("The run's parameters.", {"provider": None, "since": None}),
+    "payload": ("The verified gateway payload, kept for audit.", {}),
+    "provider": ("The gateway.", "vnpay"),
+    "provider_data": (
+        "What the gateway's status API needs later (VNPay: `vnp_create_date`).",
+        {"vnp_create_date": "20261124100000"},
+    ),
+    "provider_payment_id": ("The gateway's payment id (PaymentIntent, MoMo transId, VNPay TransactionNo).", "14226112"),
+    "reason": ("The gateway's code and message.", "vnpay:24 Customer canceled the payment"),
+    "received_at": ("When we received it.", T),
+    "reference": ("What the gateway echoes: VNPay vnp_TxnRef, MoMo orderId, Stripe PaymentIntent id.", "ord_1001"),
+    "references": ("Every gateway reference of the order, one per payment attempt.", []),
+    "refunded_amount": ("Cumulative refunded amount of the paying payment, minor units.", 0),
+    "resolved_at": ("When it was resolved; null while open.", None),
+    "response_body": ("The first bytes of the endpoint's answer.", ""),
+    "secret": ("The signing secret, shown only in this answer.", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    "since": ("Audit every order created since this time.", T),
+    "slot": ("The cron slot of a scheduled run; null otherwise.", None),
+    "source": ("Who brought the event: webhook, reconciler, catch_up, manual.", "webhook"),
+    "started_at": ("When the run started.", T),
+    "status": ("The status.", "pending"),
+    "Order.status": ("The payment's status.", "pending"),
+    "Problem.status": ("The HTTP status code.", 400),
+    "Delivery.status": ("pending, delivered, or failed (the retry schedule is spent).", "delivered"),
+    "status_code": ("The endpoint's HTTP status; null when it gave no answer.", 204),
+    "title": ("The same for every problem of this type.", "Invalid request"),
+    "to_status": ("The status after the step.", "succeeded"),
+    "to_version": ("The order's version after the step.", 3),
+    "transitions": ("Every forward step of the order.", []),
+    "tries": ("Attempts in the current round (a redelivery starts a new one).", 1),
+    "trigger": ("What started the run.", "api"),
+    "type": ("The kind.", "order.succeeded"),
+    "Problem.type": ("A URI naming the kind of problem.", "https://payrecon.dev/problems/invalid-request"),
+    "updated_at": ("When it last changed.", T),
+    "url": ("Where deliveries are POSTed.", "https://shop.example/hooks/payrecon"),
+    "version": ("The order's version: it grows by one per transition; discard news of a lower one.", 3),
+    "webhook_id": ("The `webhook-id` header: the same on every attempt; the shop's dedupe key.", "msg_311"),
+}
+
+
+def document(schema: dict[str, Any]) -> dict[str, Any]:
+    """Give every property and parameter a description and an example, from FIELDS where it has none."""
+    for name, component in schema.get("components", {}).get("schemas", {}).items():
+        for prop, spec in component.get("properties", {}).items():
+            found = FIELDS.get(f"{name}.{prop}") or FIELDS.get(prop)
+            if found is not None:
+                description, example = found
+                spec.setdefault("description", description)
+                if example is not None:
+                    spec.setdefault("examples", [example])
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            for param in op.get("parameters", []):
+                found = FIELDS.get(param["name"])
+                if found is not None:
+                    description, example = found
+                    param.setdefault("description", description)
+                    if example is not None:
+                        param.setdefault("examples", {"example": {"value": example}})
+    return schema

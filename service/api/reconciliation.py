@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, Parameter, RawBody
 from litestar.response import Response, Stream
 
@@ -108,7 +109,12 @@ async def start_run(request: Request[Any, Any, Any], body: RawBody) -> Response[
     security=SECURITY,
     operation_id="listReconciliationRuns",
     tags=["reconciliation"],
-    responses=problems.responses(),
+    responses={
+        200: ResponseSpec(
+            data_container=RunPage, description="A page of runs (or, with `Accept: text/csv`, all as CSV)."
+        ),
+        **problems.responses(),
+    },
 )
 async def list_runs(
     request: Request[Any, Any, Any],
@@ -165,7 +171,12 @@ async def get_run(request: Request[Any, Any, Any], run_id: FromPath[int]) -> Rec
     security=SECURITY,
     operation_id="listReconciliationFindings",
     tags=["reconciliation"],
-    responses=problems.responses(404),
+    responses={
+        200: ResponseSpec(
+            data_container=FindingPage, description="A page of findings (or, with `Accept: text/csv`, all as CSV)."
+        ),
+        **problems.responses(404),
+    },
 )
 async def list_findings(
     request: Request[Any, Any, Any],

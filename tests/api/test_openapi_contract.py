@@ -123,3 +123,14 @@ async def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     out, _ = await asyncio.wait_for(process.communicate(), timeout=900)
     text = out.decode(errors="replace")
     assert process.returncode == 0, text[-12000:]
+
+
+async def test_every_field_and_parameter_is_described(schema: dict[str, object]) -> None:
+    schemas = schema["components"]["schemas"]  # type: ignore[index]
+    bare = [(n, p) for n, s in schemas.items() for p, v in s.get("properties", {}).items() if not v.get("description")]
+    assert bare == []
+    for path, method, op in operations(schema):
+        for param in op.get("parameters", []):  # type: ignore[attr-defined]
+            assert param.get("description"), (method, path, param["name"])
+    amount = schemas["NewOrder"]["properties"]["amount"]
+    assert amount["examples"] == [150000]
