@@ -27,6 +27,7 @@ import asyncpg
 import httpx
 import msgspec
 
+from service import metrics
 from service.db import Conn
 from service.notify import endpoints, signing
 
@@ -199,6 +200,13 @@ async def send(http: httpx.AsyncClient, claimed: Claimed, secrets: list[str], no
 
 async def record(conn: Conn, claimed: Claimed, result: Result, scale: float = 1.0) -> str:
     """Log the attempt and move the delivery and its endpoint's circuit on; the delivery's new status."""
+    status = await _record(conn, claimed, result, scale)
+    # counted once committed: delivered, retrying (another attempt is scheduled) or gave_up
+    metrics.NOTIFICATION_DELIVERIES.labels({"pending": "retrying", "failed": "gave_up"}.get(status, status)).inc()
+    return status
+
+
+async def _record(conn: Conn, claimed: Claimed, result: Result, scale: float) -> str:
     async with conn.transaction():
         await conn.execute(
             """insert into webhook_attempts (delivery_id, status_code, error, latency_ms, response_body)

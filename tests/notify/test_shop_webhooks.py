@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from providers.base import PaymentStatus
 from reconciler.worker import close_worker, create_worker
@@ -170,9 +171,12 @@ async def test_redelivery_rotation_and_the_circuit(api: httpx.AsyncClient, fast:
     )
 
     # Nobody listens: the failures open the circuit.
+    retrying_before = REGISTRY.get_sample_value("payrecon_notification_deliveries_total", {"result": "retrying"}) or 0
     async with httpx.AsyncClient() as http:
         for _ in range(6):
             await deliveries.deliver_due(pool, http, scale=0.0)
+    retrying = REGISTRY.get_sample_value("payrecon_notification_deliveries_total", {"result": "retrying"})
+    assert (retrying or 0) - retrying_before >= 5
     endpoint = (await api.get(f"/v1/webhook-endpoints/{endpoint_id}")).json()
     assert endpoint["consecutive_failures"] >= 5
     assert endpoint["circuit_open_until"] is not None
