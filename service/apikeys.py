@@ -101,15 +101,20 @@ async def authenticate(conn: Conn | asyncpg.Pool, key: str) -> ApiKey | None:
     """The live key `key` is, or None (unknown, wrong secret or revoked)."""
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
+    # One round trip on most requests: whether last_used_at is due is read with the key.
     row = await conn.fetchrow(
-        f"select {_COLUMNS}, key_hash from api_keys where prefix = $1 and revoked_at is null", key[:_PREFIX_LEN]
+        f"""select {_COLUMNS}, key_hash,
+                   last_used_at is null or last_used_at < now() - interval '1 minute' as use_due
+            from api_keys where prefix = $1 and revoked_at is null""",
+        key[:_PREFIX_LEN],
     )
     if row is None or not hmac.compare_digest(row["key_hash"], hash_key(key)):
         return None
-    # Bookkeeping for `apikey list`; at most one write a minute per key, not one per request.
-    await conn.execute(
-        """update api_keys set last_used_at = now()
-           where id = $1 and (last_used_at is null or last_used_at < now() - interval '1 minute')""",
-        row["id"],
-    )
-    return msgspec.convert({k: row[k] for k in row.keys() if k != "key_hash"}, ApiKey)  # noqa: SIM118
+    if row["use_due"]:
+        # Bookkeeping for `apikey list`; at most one write a minute per key, not one per request.
+        await conn.execute(
+            """update api_keys set last_used_at = now()
+               where id = $1 and (last_used_at is null or last_used_at < now() - interval '1 minute')""",
+            row["id"],
+        )
+    return msgspec.convert({k: row[k] for k in row.keys() if k not in ("key_hash", "use_due")}, ApiKey)  # noqa: SIM118
