@@ -14,13 +14,13 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig
 from litestar.static_files import create_static_files_router
 
 from providers.base import GatewayAdapter
 from service import auth, db, logs, migrate
 from service.api import anomalies, health, metrics, orders, reconciliation, webhook_endpoints, webhooks
 from service.gateways import load_gateways
+from service.http_metrics import HttpMetrics
 from service.jobs import JOB_DECODE, JOB_ENCODE
 from service.openapi import OpenAPIJson
 from service.problems import exception_handlers
@@ -74,7 +74,6 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayA
     settings = settings or load_settings()
     if gateways is None:
         gateways = load_gateways(settings.gateways)
-    prometheus = PrometheusConfig(app_name="payrecon", prefix="payrecon_http", group_path=True)
     return Litestar(
         route_handlers=[
             *health.routes,
@@ -90,7 +89,7 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayA
         ],
         lifespan=[_resources],
         state=State({"settings": settings, "gateways": gateways}),
-        middleware=[logs.RequestIdMiddleware, prometheus.middleware, *auth.middleware()],
+        middleware=[logs.RequestIdMiddleware, HttpMetrics, *auth.middleware()],
         exception_handlers=exception_handlers(),
         openapi_config=OpenAPIConfig(
             title="payrecon",

@@ -52,6 +52,19 @@ LEDGER_OUTCOMES = Counter(
 ANOMALIES = Counter("payrecon_anomalies_total", "Anomalies recorded", ["kind"])
 LEDGER_APPLY_SECONDS = Histogram("payrecon_ledger_apply_seconds", "Time of one ledger apply transaction")
 
+# --- HTTP, every route (service.http_metrics): the series litestar's PrometheusMiddleware wrote ----
+
+_HTTP_LABELS = ("method", "path", "status_code", "app_name")
+HTTP_REQUESTS = Counter("payrecon_http_requests_total", "Total requests", _HTTP_LABELS)
+HTTP_REQUEST_ERRORS = Counter("payrecon_http_requests_error_total", "Total errors in requests", _HTTP_LABELS)
+HTTP_REQUEST_SECONDS = Histogram("payrecon_http_request_duration_seconds", "Request duration, in seconds", _HTTP_LABELS)
+HTTP_IN_PROGRESS = Gauge(
+    "payrecon_http_requests_in_progress",
+    "Total requests currently in progress",
+    _HTTP_LABELS,
+    multiprocess_mode="livesum",
+)
+
 # --- the reconciler (worker) -------------------------------------------------------------------
 
 RUNS = Counter(
