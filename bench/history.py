@@ -36,6 +36,16 @@ TABLES = ("payment_events", "orders", "transitions")
 async def load_history(url: str, events: int) -> None:
     conn = await asyncpg.connect(url, command_timeout=None)
     try:
+        # wrk has stopped, but the server may still be answering what it had queued: let it finish,
+        # or the DDL below deadlocks with its transactions.
+        for _ in range(300):
+            busy = await conn.fetchval(
+                """select count(*) from pg_stat_activity
+                   where pid <> pg_backend_pid() and backend_type = 'client backend' and state <> 'idle'"""
+            )
+            if not busy:
+                break
+            await asyncio.sleep(0.2)
         started = time.perf_counter()
         indexes = await conn.fetch(
             """select i.indexname, i.indexdef from pg_indexes i

@@ -137,6 +137,12 @@ class Figure(msgspec.Struct, frozen=True):
     wrk: load.WrkResult
     applied: int
     sent: int  # distinct deliveries in the file
+    server_cpu: float  # seconds of CPU the server's processes used during the wrk run
+
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU per applied event (PostgreSQL's not included)."""
+        return 1000 * self.server_cpu / max(1, self.applied)
 
     @property
     def rate(self) -> float:
@@ -167,11 +173,14 @@ def measure(
     count = load.write_requests(requests_file, g.deliveries())
     tps = ceiling.run(url, orders=CEILING_ORDERS, seconds=seconds, clients=pg_clients)
     since = asyncio.run(last_event_id(url))
+    cpu = load.cpu_seconds(served.pid)
     with load.profiled(served.pid, profile, seconds):
         result = load.run_wrk(served.url + "/", requests_file, seconds=seconds, connections=connections)
-    figure = Figure(g.name, tps, result, asyncio.run(applied(url, g.name, since)), count)
+    cpu = load.cpu_seconds(served.pid) - cpu
+    figure = Figure(g.name, tps, result, asyncio.run(applied(url, g.name, since)), count, cpu)
     print(
-        f"  {g.name}: ceiling {tps:,.0f} tps; {figure.rate:,.0f} applied/s, p99 {result.p99_ms:.1f} ms",
+        f"  {g.name}: ceiling {tps:,.0f} tps; {figure.rate:,.0f} applied/s, p99 {result.p99_ms:.1f} ms, "
+        f"server CPU {figure.cpu_ms:.2f} ms per event",
         flush=True,
     )
     return figure
@@ -205,14 +214,14 @@ def payrecon(
 def table(figures: list[Figure]) -> None:
     goal = f"goal (≥ {GOAL_RATIO} and p99 < {GOAL_P99_MS:g} ms)"
     head = "| gateway | ceiling (pgbench tps) | ingest (applied/s) | ratio | p50 ms | p99 ms | answers | errors |"
-    print(f"{head} {goal} |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(f"{head} server CPU ms/event | {goal} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for f in figures:
         r = f.wrk
         wrapped = f" ({r.requests - f.sent} re-sent)" if r.requests > f.sent else ""
         print(
             f"| {f.gateway} | {f.ceiling_tps:,.0f} | {f.rate:,.0f} | {f.ratio:.2f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-            f"{r.requests:,}{wrapped} | {r.errors} | {'met' if f.met else 'NOT met'} |"
+            f"{r.requests:,}{wrapped} | {r.errors} | {f.cpu_ms:.2f} | {'met' if f.met else 'NOT met'} |"
         )
 
 

@@ -151,6 +151,19 @@ def server(command: list[str], env: dict[str, str], port: int, *, ready_path: st
                 process.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants (a server and its workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def payrecon_serve(workers: int | None) -> list[str]:
     """`payrecon serve` of this checkout's venv."""
     command = [sys.executable, "-m", "service.cli", "serve"]
