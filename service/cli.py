@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from types import FrameType
 from typing import Any, TypeVar
 
+import asyncpg
 import click
 
 from providers.errors import PayreconError
@@ -49,6 +50,20 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]], *, stop_on_signals: bo
         return asyncio.run(_stoppable(main) if stop_on_signals else main())
     except (PayreconError, SettingsError, MigrationError, embedded.EmbeddedError, OSError) as exc:
         raise CliError(str(exc)) from None
+    except _CANNOT_CONNECT as exc:
+        raise CliError(f"cannot use the database: {exc}") from None
+
+
+# What a wrong PAYRECON_DATABASE_URL or a server that turns us away raise: an operator's problem to
+# state in one line (asyncpg's messages name no password), not a traceback. Other database errors
+# are bugs and keep theirs.
+_CANNOT_CONNECT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InvalidCatalogNameError,  # no such database
+    asyncpg.InvalidAuthorizationSpecificationError,  # no such role, wrong password, pg_hba refusal
+    asyncpg.CannotConnectNowError,  # starting up, shutting down
+    asyncpg.TooManyConnectionsError,
+)
 
 
 class StoppedError(CliError):

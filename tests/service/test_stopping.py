@@ -87,7 +87,7 @@ def test_serve_stops_quietly(
     out = tmp_path / "serve.log"
     process = start([*PAYRECON, "serve"], env, out)
     reap.append(process)
-    wait_for(lambda: healthy(port), process, 60, "healthy server")
+    wait_for(lambda: healthy(port), process, 120, "healthy server")
     returned = stop(process, signum)
     text = out.read_text()
     assert "Traceback" not in text, text
@@ -118,6 +118,16 @@ async def test_serve_on_a_schema_behind_says_one_line(server_urls: embedded.Serv
     ]
 
 
+async def test_a_database_that_is_not_there_is_one_line(server_urls: embedded.Servers) -> None:
+    env = environment(database_url=embedded.with_database(server_urls.database_url, f"nowhere_{uuid.uuid4().hex[:8]}"))
+    result = subprocess.run(  # noqa: ASYNC221, S603 - the CLI under test, run to its exit
+        [*PAYRECON, "migrate"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith('payrecon: cannot use the database: database "nowhere_'), result.stderr
+
+
 async def test_the_demo_stops_on_sigterm_with_one_line(
     settings: Settings, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -135,7 +145,7 @@ async def test_the_demo_stops_on_sigterm_with_one_line(
     process = start([*PAYRECON, "run", "--orders", "1", "--database", name], env, out)
     reap.append(process)
     try:
-        wait_for(lambda: "Still serving" in out.read_text(), process, 90, "demo serving")
+        wait_for(lambda: "Still serving" in out.read_text(), process, 180, "demo serving")
         returned = stop(process, signal.SIGTERM)
     finally:
         admin = await asyncpg.connect(embedded.with_database(settings.database_url, "postgres"))
@@ -154,7 +164,7 @@ def test_dev_py_run_leaves_no_process_behind_after_ctrl_c(tmp_path: Path, reap: 
     out = tmp_path / "dev-run.log"
     process = start([sys.executable, str(REPO / "dev.py"), "run", "--orders", "1"], env, out)
     reap.append(process)
-    wait_for(lambda: "Still serving" in out.read_text(), process, 150, "demo serving")
+    wait_for(lambda: "Still serving" in out.read_text(), process, 240, "demo serving")
     family = [process.pid, *(p.pid for p in psutil.Process(process.pid).children(recursive=True))]
     assert len(family) > 1, "the embedded servers run as children"
     # Ctrl-C as the terminal sends it to dev.py's process (which must now be payrecon itself: a
