@@ -96,7 +96,8 @@ async def ingest(pool: asyncpg.Pool, provider: str, adapter: GatewayAdapter, req
             outcome = await ledger.apply(pool, event, Source.WEBHOOK, raw=raw)
             with logs.bound(account=event.account, order_id=outcome.order_id, event_id=outcome.event_id):
                 log.info("webhook %s event: %s", provider, outcome.kind, extra={"outcome": str(outcome.kind)})
-            kinds.append(outcome.kind)
+            # A redelivery answers with its stored event's outcome (Outcome.answer), not a blanket "duplicate".
+            kinds.append(outcome.answer)
         return kinds
 
     try:

@@ -49,6 +49,25 @@ class Failure(msgspec.Struct, frozen=True, kw_only=True):
         return cls(status=PaymentStatus(status), code=code, message=message, at=at, event_id=event_id)
 
 
+class OrderPayment(msgspec.Struct, frozen=True, kw_only=True):
+    """One payment (gateway payment id) the order has seen, with its own refunds (DESIGN.md §3).
+
+    The order's `refunded_amount` is its paying payment's (`Order.provider_payment_id`); the
+    refunds of any other payment — a duplicate charge refunded by ops — show only here.
+    """
+
+    provider_payment_id: str
+    provider: str
+    account: str
+    amount: int  # minor units of `currency`
+    currency: str
+    status: PaymentStatus
+    refunded_amount: int
+    paid_at: datetime | None  # the earliest gateway time proving it captured money
+    first_seen_at: datetime
+    updated_at: datetime
+
+
 class Order(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     amount: int  # minor units of `currency`
@@ -67,6 +86,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     paid_at: datetime | None = None
     last_failure: Failure | None = None  # the newest failure or cancellation the gateway reported, if any
+    payments: list[OrderPayment] = []  # every payment seen, first seen first
 
 
 class OrderState(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,10 +111,27 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
 
     kind: OutcomeKind
     order_id: str | None = None
-    event_id: int | None = None  # the payment_events row; None for a duplicate
+    event_id: int | None = None  # the payment_events row (for a duplicate: the stored one)
     before: OrderState | None = None
     after: OrderState | None = None
     anomalies: list[str] = []  # kinds recorded by this apply
+    stored: OutcomeKind | None = None  # for a duplicate: the stored event's outcome as it now stands
+
+    @property
+    def answer(self) -> OutcomeKind:
+        """The outcome a gateway's acknowledgement is built from (DESIGN.md §3 step 1).
+
+        A redelivery hears what its first delivery heard while that still holds: an event still
+        waiting for its order stays `unknown_order`, a refused amount stays `amount_mismatch`, a
+        `pending` stays `ignored`. Once the stored event moved or was judged against its order
+        (applied, stale, anomaly), the redelivery is a plain `duplicate` ("already confirmed").
+        """
+        if self.kind is OutcomeKind.DUPLICATE and self.stored in _STILL_ANSWERED:
+            return self.stored
+        return self.kind
+
+
+_STILL_ANSWERED = frozenset({OutcomeKind.UNKNOWN_ORDER, OutcomeKind.AMOUNT_MISMATCH, OutcomeKind.IGNORED})
 
 
 # --- what a client registers (DESIGN.md §5); the constraints are the API's validation -----------
@@ -144,6 +181,7 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     to_status: PaymentStatus
     from_version: int
     to_version: int
-    refunded_amount: int
+    refunded_amount: int  # the paying payment's, after the step
     source: str
     created_at: datetime
+    provider_payment_id: str | None = None  # the payment whose news made the step (a refund: the one refunded)

@@ -20,7 +20,7 @@ import msgspec
 
 from providers.base import PaymentStatus
 from service.db import Conn
-from service.model import Failure, Order, OrderReference, Transition
+from service.model import Failure, Order, OrderPayment, OrderReference, Transition
 
 T = TypeVar("T")
 K = TypeVar("K", str, int)
@@ -34,7 +34,11 @@ select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.provide
        (select row(e.status, e.reason, coalesce(e.occurred_at, e.received_at), e.id)
         from payment_events e
         where e.order_id = o.id and e.status in ('failed', 'canceled') and e.reason is not null
-        order by coalesce(e.occurred_at, e.received_at) desc, e.id desc limit 1) as failure
+        order by coalesce(e.occurred_at, e.received_at) desc, e.id desc limit 1) as failure,
+       coalesce((select array_agg(row(p.provider_payment_id, p.provider, p.account, p.amount, p.currency, p.status,
+                                      p.refunded_amount, p.paid_at, p.first_seen_at, p.updated_at)
+                                  order by p.first_seen_at, p.provider_payment_id)
+                 from order_payments p where p.order_id = o.id), '{}') as payments
 from orders o
 """
 
@@ -88,10 +92,16 @@ def _order(row: asyncpg.Record) -> Order:
         OrderReference(provider=r[0], account=r[1], reference=r[2], provider_data=r[3], added_at=r[4])
         for r in row["refs"]
     ]
-    fields = {k: row[k] for k in row.keys() if k not in ("refs", "failure")}  # noqa: SIM118 (Record is not a dict)
+    payments = [dict(zip(_PAYMENT_FIELDS, p, strict=True)) for p in row["payments"]]
+    fields = {k: row[k] for k in row.keys() if k not in ("refs", "failure", "payments")}  # noqa: SIM118 (Record is not a dict)
     failure = row["failure"]
     last_failure = None if failure is None else Failure.from_reason(failure[0], failure[1], failure[2], failure[3])
-    return msgspec.convert({**fields, "references": refs, "last_failure": last_failure}, Order, from_attributes=True)
+    return msgspec.convert(
+        {**fields, "references": refs, "last_failure": last_failure, "payments": payments}, Order, from_attributes=True
+    )
+
+
+_PAYMENT_FIELDS = OrderPayment.__struct_fields__
 
 
 async def get_order(conn: Conn, order_id: str) -> Order | None:
@@ -178,7 +188,8 @@ async def order_events(conn: Conn, order_id: str) -> tuple[list[StoredEvent], li
         order_id,
     )
     steps = await conn.fetch(
-        """select event_id, from_status, to_status, from_version, to_version, refunded_amount, source, created_at
+        """select event_id, from_status, to_status, from_version, to_version, refunded_amount, source, created_at,
+                  provider_payment_id
            from transitions where order_id = $1 order by to_version""",
         order_id,
     )

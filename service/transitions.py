@@ -19,6 +19,20 @@ Decisions the table leaves open, fixed here:
 - `anomaly` is the outcome of an event that changed nothing but needs ops (a second
   payment, an excessive refund that moved nothing); an event that moved the order is
   `applied` even when it also raised anomalies (a late or missed success).
+
+Payments (one `provider_payment_id` each; an order may see several — retries, a double charge):
+- Each payment's own state is these same rules over its own events alone (`Payment`), so its
+  refunds are its own and never summed with another's.
+- The order is paid by the payment that proved a capture first in **gateway time** (its
+  success, or a refund, which proves one), ties broken by id. News of that payment — or naming
+  no payment — moves the order as the table says; news of another moves nothing: its success
+  is a `double_payment` (unless it is already fully refunded), its refund is recorded against
+  it (`refund_of_unknown_payment` if it never captured before), and once fully refunded it
+  settles its `double_payment`.
+- When news of an earlier capture comes late, that payment becomes the paying one and the
+  order takes its state (the other turns duplicate). This is the one step that may lower the
+  order's layer (refunded → succeeded when the refunded payment was the duplicate); without it
+  the paying payment — and so the order's status — would depend on delivery order.
 """
 
 from __future__ import annotations
@@ -49,6 +63,16 @@ TIE_RANK: dict[PaymentStatus, int] = {S.PROCESSING: 0, S.AUTHORIZED: 1, S.FAILED
 PAID_LAYER = 3  # succeeded and above: money moved
 
 
+class Payment(msgspec.Struct, frozen=True, kw_only=True):
+    """One payment of an order (one `provider_payment_id`) as the ledger recorded it: the same
+    rules as an order's, applied to that payment's events alone (`order_payments`)."""
+
+    status: PaymentStatus = S.PENDING
+    status_at: datetime | None = None
+    refunded_amount: int = 0  # this payment's largest cumulative refund, capped at the order amount
+    paid_at: datetime | None = None  # the earliest gateway time that proves it captured money
+
+
 class Facts(msgspec.Struct, frozen=True, kw_only=True):
     """What the rules need to know about an order."""
 
@@ -56,9 +80,11 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     currency: str
     status: PaymentStatus = S.PENDING
     status_at: datetime | None = None  # gateway time of the news that set `status`
-    refunded_amount: int = 0
-    provider_payment_id: str | None = None
+    refunded_amount: int = 0  # the paying payment's (never a sum over payments)
+    provider_payment_id: str | None = None  # the paying payment
     paid_at: datetime | None = None
+    payment: Payment | None = None  # the recorded payment the event names (None: never seen, or no id)
+    paying: Payment | None = None  # the recorded payment that pays the order (`provider_payment_id`)
 
 
 class News(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,8 +105,12 @@ class Anomaly(msgspec.Struct, frozen=True):
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
     kind: OutcomeKind
-    after: Facts  # equal to the input facts unless kind is APPLIED
+    after: Facts  # the order's facts; equal to the input unless kind is APPLIED (`payment`/`paying` not kept)
+    payment: Payment | None = None  # the event's payment after it (None: the event names no payment)
     anomalies: tuple[Anomaly, ...] = ()
+    # Open `double_payment` anomalies naming the event's payment that it settles: the duplicate is
+    # fully refunded, or turned out to be the payment that paid the order.
+    resolves_double_payment: bool = False
 
     @property
     def moved(self) -> bool:
@@ -88,10 +118,10 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def decide(order: Facts, news: News) -> Decision:
-    """The verdict on one event for one order."""
+    """The verdict on one event for one order, and on the payment the event names."""
     if (news.amount, news.currency) != (order.amount, order.currency):
-        # Never mark an order paid for the wrong amount. A captured payment of the wrong
-        # amount still needs an ops decision (answering VNPay 04 does not undo it).
+        # Never mark an order paid for the wrong amount. A captured payment of the wrong amount
+        # still needs an ops decision (answering VNPay 04 does not undo it).
         detail = {
             "expected": {"amount": order.amount, "currency": order.currency},
             "got": {"amount": news.amount, "currency": news.currency},
@@ -99,6 +129,104 @@ def decide(order: Facts, news: News) -> Decision:
             "money_moved": LAYER[news.status] >= PAID_LAYER,
         }
         return Decision(kind=OutcomeKind.AMOUNT_MISMATCH, after=order, anomalies=(Anomaly("amount_mismatch", detail),))
+    payment = _payment(order, news)
+    paid_by, named = order.provider_payment_id, news.provider_payment_id
+    if LAYER[news.status] < PAID_LAYER or paid_by is None or named is None or named == paid_by:
+        decision = _order_rules(_bare(order), news)
+        return msgspec.structs.replace(decision, payment=payment)
+    assert payment is not None  # named
+    return _another_payment(order, news, payment)
+
+
+def _bare(order: Facts) -> Facts:
+    return msgspec.structs.replace(order, payment=None, paying=None)
+
+
+def _payment(order: Facts, news: News) -> Payment | None:
+    """The event's payment after the event: the order rules over that payment's events alone."""
+    if news.provider_payment_id is None:
+        return None
+    was = order.payment or Payment()
+    alone = Facts(
+        amount=order.amount,
+        currency=order.currency,
+        status=was.status,
+        status_at=was.status_at,
+        refunded_amount=was.refunded_amount,
+        provider_payment_id=news.provider_payment_id,
+        paid_at=was.paid_at,
+    )
+    after = _order_rules(alone, news).after
+    paid_at = _earliest(was.paid_at, news.at if LAYER[news.status] >= PAID_LAYER else None)
+    return Payment(
+        status=after.status, status_at=after.status_at, refunded_amount=after.refunded_amount, paid_at=paid_at
+    )
+
+
+def _another_payment(order: Facts, news: News, payment: Payment) -> Decision:
+    """News proving a payment other than the one that pays the order (both named)."""
+    named, paid_by = news.provider_payment_id, order.provider_payment_id
+    assert named is not None
+    assert paid_by is not None
+    assert payment.paid_at is not None  # news of layer 3 or 4 proves a capture
+    paying = order.paying
+    paying_since = paying.paid_at if paying is not None and paying.paid_at is not None else order.paid_at
+    paying_refunded = paying.refunded_amount if paying is not None else order.refunded_amount
+    excess = _excess_refund(order, news)
+    if paying_since is None or (payment.paid_at, named) < (paying_since, paid_by):
+        # This payment captured money before the one we took as paying (its news came late): by gateway
+        # time it is the order's payment, and the other the duplicate. Without this the paying payment
+        # would depend on delivery order, and with it the order's status.
+        after = msgspec.structs.replace(
+            _bare(order),
+            status=payment.status,
+            status_at=news.at,
+            refunded_amount=payment.refunded_amount,
+            provider_payment_id=named,
+            paid_at=payment.paid_at,
+        )
+        anomalies = list(excess)
+        if paying_refunded < order.amount:
+            detail = {"paid_by": named, "provider_payment_id": paid_by, "amount": order.amount}
+            anomalies.append(Anomaly("double_payment", detail))
+        return Decision(
+            kind=OutcomeKind.APPLIED,
+            after=after,
+            payment=payment,
+            anomalies=tuple(anomalies),
+            resolves_double_payment=True,
+        )
+    settled = payment.refunded_amount >= order.amount  # a fully refunded duplicate holds no money
+    anomalies = list(excess)
+    if LAYER[news.status] == PAID_LAYER:
+        if not settled:
+            # Two attempts both charged the customer: the order stays paid by the first; ops refund one.
+            detail = {"paid_by": paid_by, "provider_payment_id": named, "amount": news.amount}
+            anomalies.append(Anomaly("double_payment", detail))
+    elif order.payment is None or LAYER[order.payment.status] < PAID_LAYER:
+        # A refund of a payment the order never saw capture money: recorded against it, moves nothing.
+        detail = {"paid_by": paid_by, "provider_payment_id": named, "refunded_amount": payment.refunded_amount}
+        anomalies.insert(0, Anomaly("refund_of_unknown_payment", detail))
+    kind = OutcomeKind.ANOMALY if anomalies else OutcomeKind.STALE
+    return Decision(
+        kind=kind, after=order, payment=payment, anomalies=tuple(anomalies), resolves_double_payment=settled
+    )
+
+
+def _excess_refund(order: Facts, news: News) -> tuple[Anomaly, ...]:
+    claimed = news.refunded_amount
+    if LAYER[news.status] < 4 or claimed is None or claimed <= order.amount:
+        return ()
+    detail = {"refunded_amount": claimed, "amount": order.amount, "currency": order.currency}
+    return (Anomaly("refund_exceeds_payment", detail),)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _order_rules(order: Facts, news: News) -> Decision:
+    """The rules of DESIGN.md §3 for news of the paying payment (or of no payment in particular)."""
     layer, current = LAYER[news.status], LAYER[order.status]
     if layer == 0:
         return Decision(kind=OutcomeKind.IGNORED, after=order)
@@ -124,7 +252,7 @@ def _move(order: Facts, news: News, status: PaymentStatus, refunded: int | None 
         status_at=news.at,
         refunded_amount=order.refunded_amount if refunded is None else refunded,
         provider_payment_id=order.provider_payment_id or (news.provider_payment_id if paid else None),
-        paid_at=order.paid_at or (news.at if paid else None),
+        paid_at=_earliest(order.paid_at, news.at if paid else None),
     )
     return Decision(kind=OutcomeKind.APPLIED, after=after, anomalies=extra)
 
@@ -139,16 +267,10 @@ def _retry_cycle(order: Facts, news: News) -> Decision:
 
 
 def _success(order: Facts, news: News) -> Decision:
-    current = LAYER[order.status]
-    if current < PAID_LAYER:
+    if LAYER[order.status] < PAID_LAYER:
         late = () if order.status is not S.CANCELED else (_late_success(order, news),)
         return _move(order, news, S.SUCCEEDED, None, *late)
-    other = news.provider_payment_id
-    if other is not None and order.provider_payment_id is not None and other != order.provider_payment_id:
-        # Two attempts both charged the customer: the order stays paid by the first; ops refund one.
-        detail = {"paid_by": order.provider_payment_id, "provider_payment_id": other, "amount": news.amount}
-        return _stale(order, Anomaly("double_payment", detail))
-    return _stale(order)
+    return _stale(order)  # the paying payment's success again (another payment's: `_another_payment`)
 
 
 def _refund(order: Facts, news: News) -> Decision:
@@ -157,10 +279,7 @@ def _refund(order: Facts, news: News) -> Decision:
         claimed = order.amount if news.status is S.REFUNDED else order.refunded_amount
     refunded = min(claimed, order.amount)
     status = S.REFUNDED if refunded >= order.amount else S.PARTIALLY_REFUNDED
-    anomalies: list[Anomaly] = []
-    if claimed > order.amount:
-        detail = {"refunded_amount": claimed, "amount": order.amount, "currency": order.currency}
-        anomalies.append(Anomaly("refund_exceeds_payment", detail))
+    anomalies = list(_excess_refund(order, news))
     current = LAYER[order.status]
     if current < PAID_LAYER:
         # A refund proves a payment we never heard of (or heard of after giving up).

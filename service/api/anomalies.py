@@ -26,6 +26,7 @@ AnomalyKind = Literal[
     "double_payment",
     "gateway_flag",
     "ledger_gateway_mismatch",
+    "refund_of_unknown_payment",
 ]
 
 

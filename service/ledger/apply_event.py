@@ -17,7 +17,7 @@ from service.ledger.locks import ORDER_LOCK, REFERENCE_LOCK, lock, reference_key
 from service.model import Order, OrderState, Outcome, RawDelivery, Source
 from service.orders import get_order as _get_order
 from service.orders import has_provider, reference_owner
-from service.transitions import Anomaly, Facts, News, decide
+from service.transitions import Anomaly, Facts, News, Payment, decide
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +63,9 @@ returning {_EVENT_COLUMNS}
 """
 
 
+_STORED_OUTCOME = "select id, order_id, outcome from payment_events where provider = $1 and dedupe_key = $2"
+
+
 async def apply(
     pool: asyncpg.Pool,
     event: PaymentEvent,
@@ -89,17 +92,15 @@ async def apply(
             await tx.rollback()
         else:
             await tx.commit()
-    outcome = next((a.outcome for a in done if a.current), Outcome(kind=OutcomeKind.DUPLICATE))
+    outcome = next(a.outcome for a in done if a.current)
     if not dry_run:
         metrics.LEDGER_APPLY_SECONDS.observe(time.perf_counter() - started)
-        if not done:
-            metrics.LEDGER_OUTCOMES.labels(event.provider, str(source), str(OutcomeKind.DUPLICATE)).inc()
         count_outcomes(done)
     return outcome
 
 
 async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelivery | None) -> list[Applied]:
-    """The work of `apply`; [] for a duplicate, else this event's Applied (and any it released)."""
+    """The work of `apply`: this event's Applied (and any it released)."""
     await lock(conn, REFERENCE_LOCK, [reference_key(event.provider, event.account, event.reference)])
     row = await conn.fetchrow(
         _INSERT_EVENT,
@@ -122,7 +123,19 @@ async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelive
         None if raw is None else _raw_headers(raw),
     )
     if row is None:
-        return []  # a redelivery: the first delivery's outcome stands, nothing changes
+        # A redelivery: nothing changes, and its answer is built from the stored event's outcome as
+        # it now stands (DESIGN.md §3 step 1), so it never hears what the first delivery did not.
+        # (The conflicting row is committed — ON CONFLICT waited for it — so this statement sees it.)
+        first = await conn.fetchrow(_STORED_OUTCOME, event.provider, event.dedupe_key)
+        outcome = Outcome(kind=OutcomeKind.DUPLICATE)
+        if first is not None:
+            outcome = Outcome(
+                kind=OutcomeKind.DUPLICATE,
+                order_id=first["order_id"],
+                event_id=first["id"],
+                stored=OutcomeKind(first["outcome"]),
+            )
+        return [Applied(outcome=outcome, provider=event.provider, source=source, current=True)]
     stored = msgspec.convert(dict(row), _Event)
     order_id = await reference_owner(conn, event.provider, event.account, event.reference)
     if order_id is None:
@@ -145,16 +158,63 @@ async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelive
     return [Applied(outcome=outcome, provider=event.provider, source=source, current=True)]
 
 
+_FACTS = """
+select o.amount, o.currency, o.status, o.status_at, o.refunded_amount, o.provider_payment_id, o.paid_at, o.version,
+       (select row(p.status, p.status_at, p.refunded_amount, p.paid_at) from order_payments p
+        where p.order_id = o.id and p.provider_payment_id = $2) as payment,
+       (select row(p.status, p.status_at, p.refunded_amount, p.paid_at) from order_payments p
+        where p.order_id = o.id and p.provider_payment_id = o.provider_payment_id) as paying
+from orders o where o.id = $1
+for update of o
+"""
+
+# The event's payment as the rules left it: one row per (order, provider_payment_id).
+_RECORD_PAYMENT = """
+insert into order_payments as p (order_id, provider_payment_id, provider, account, amount, currency, status,
+                                 status_at, refunded_amount, paid_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+on conflict (order_id, provider_payment_id) do update
+set status = excluded.status, status_at = excluded.status_at, refunded_amount = excluded.refunded_amount,
+    paid_at = excluded.paid_at, updated_at = now()
+"""
+
+# A fully refunded duplicate (or one found to be the paying payment) settles its double_payment.
+_RESOLVE_DOUBLE_PAYMENT = """
+update anomalies set status = 'resolved', resolved_at = now()
+where order_id = $1 and kind = 'double_payment' and status = 'open' and detail ->> 'provider_payment_id' = $2
+"""
+
+
+def _payment(record: asyncpg.Record | None) -> Payment | None:
+    if record is None:
+        return None
+    status, status_at, refunded_amount, paid_at = record
+    return Payment(status=PaymentStatus(status), status_at=status_at, refunded_amount=refunded_amount, paid_at=paid_at)
+
+
 async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = False) -> Applied:
-    """Apply one stored event to one order: rules, order update, audit row, anomalies."""
-    row = await conn.fetchrow(
-        """select amount, currency, status, status_at, refunded_amount, provider_payment_id, paid_at, version
-           from orders where id = $1 for update""",
-        order_id,
-    )
+    """Apply one stored event to one order: rules, order update, payment, audit row, anomalies."""
+    row = await conn.fetchrow(_FACTS, order_id, event.provider_payment_id)
     assert row is not None  # every caller found the order under its lock, and orders are never deleted
-    facts = msgspec.convert(dict(row), Facts)
-    news = msgspec.convert(msgspec.structs.asdict(event), News)
+    facts = Facts(
+        amount=row["amount"],
+        currency=row["currency"],
+        status=PaymentStatus(row["status"]),
+        status_at=row["status_at"],
+        refunded_amount=row["refunded_amount"],
+        provider_payment_id=row["provider_payment_id"],
+        paid_at=row["paid_at"],
+        payment=_payment(row["payment"]),
+        paying=_payment(row["paying"]),
+    )
+    news = News(
+        status=event.status,
+        at=event.at,
+        amount=event.amount,
+        currency=event.currency,
+        refunded_amount=event.refunded_amount,
+        provider_payment_id=event.provider_payment_id,
+    )
     decision = decide(facts, news)
     before = OrderState(
         status=facts.status,
@@ -179,8 +239,8 @@ async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = Fal
         # unique (order_id, to_version): two writers can never both step from one version
         await conn.execute(
             """insert into transitions (order_id, event_id, from_status, to_status, from_version, to_version,
-                                        refunded_amount, source)
-               values ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                                        refunded_amount, source, provider_payment_id)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
             order_id,
             event.id,
             facts.status,
@@ -189,6 +249,7 @@ async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = Fal
             version,
             new.refunded_amount,
             event.source,
+            event.provider_payment_id,
         )
         await announce(conn, order_id, new.status)
         after = OrderState(
@@ -197,6 +258,23 @@ async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = Fal
             provider_payment_id=new.provider_payment_id,
             version=version,
         )
+    if decision.payment is not None:
+        paid = decision.payment
+        await conn.execute(
+            _RECORD_PAYMENT,
+            order_id,
+            event.provider_payment_id,
+            event.provider,
+            event.account,
+            event.amount,
+            event.currency,
+            paid.status,
+            paid.status_at,
+            paid.refunded_amount,
+            paid.paid_at,
+        )
+    if decision.resolves_double_payment:
+        await conn.execute(_RESOLVE_DOUBLE_PAYMENT, order_id, event.provider_payment_id)
     await conn.execute(
         """update payment_events set order_id = $2, outcome = $3,
                   applied_at = case when $3 = 'applied' then now() end

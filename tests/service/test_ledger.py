@@ -94,7 +94,7 @@ async def test_duplicate_changes_nothing(pool: asyncpg.Pool) -> None:
     await ledger.apply(pool, first, Source.WEBHOOK)
     before = dict(await order_row(pool))
     again = await ledger.apply(pool, first, Source.RECONCILER)
-    assert again == Outcome(kind=OutcomeKind.DUPLICATE)
+    assert again == Outcome(kind=OutcomeKind.DUPLICATE, order_id="ord-1", event_id=1, stored=OutcomeKind.APPLIED)
     assert dict(await order_row(pool)) == before
     assert await pool.fetchval("select count(*) from payment_events") == 1
     assert await pool.fetchval("select count(*) from transitions") == 1

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
 from service import db, ledger
 from service.model import NewOrder, Source
-from service.transitions import LAYER, TIE_RANK, Facts, News, decide
+from service.transitions import LAYER, TIE_RANK, Facts, News, Payment, decide
 
 S = PaymentStatus
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -193,3 +194,116 @@ async def test_final_state_is_a_function_of_the_event_set(
         assert status_at == reference.status_at
     applied = sum(o.kind is OutcomeKind.APPLIED for o in outcomes)
     await assert_trail_moves_forward(wide_pool, shuffled, applied)
+
+
+# --- two payments per order (issue 10): refunds per payment, the paying payment by gateway time ---
+
+PAYMENTS = ("A", "B")
+
+
+def payment_event(
+    order_id: str, key: str, payment: str, status: PaymentStatus, second: int, refunded: int | None
+) -> PaymentEvent:
+    return PaymentEvent(
+        provider="momo",
+        dedupe_key=f"{order_id}:{key}",
+        account="default",
+        reference=order_id,
+        status=status,
+        amount=AMOUNT,
+        currency="VND",
+        provider_payment_id=payment,
+        refunded_amount=refunded if LAYER[status] == 4 else None,
+        occurred_at=T0 + timedelta(seconds=second),
+    )
+
+
+def gateway_order(e: PaymentEvent) -> tuple[object, ...]:
+    return (e.occurred_at, LAYER[e.status], TIE_RANK.get(e.status, 0), e.provider_payment_id)
+
+
+def fold_with_payments(events: Sequence[PaymentEvent]) -> tuple[Facts, dict[str, Payment]]:
+    """The reference: `decide` folded over the events in gateway time order, keeping each payment."""
+    facts, payments = Facts(amount=AMOUNT, currency="VND"), dict[str, Payment]()
+    for e in sorted({e.dedupe_key: e for e in events}.values(), key=gateway_order):
+        assert e.provider_payment_id is not None
+        known = msgspec.structs.replace(
+            facts,
+            payment=payments.get(e.provider_payment_id),
+            paying=payments.get(facts.provider_payment_id or ""),
+        )
+        decision = decide(known, _news(e))
+        facts = msgspec.structs.replace(decision.after, payment=None, paying=None)
+        if decision.payment is not None:
+            payments[e.provider_payment_id] = decision.payment
+    return facts, payments
+
+
+async def stored_payments(pool: asyncpg.Pool, order_id: str) -> dict[str, tuple[str, int]]:
+    rows = await pool.fetch(
+        "select provider_payment_id, status, refunded_amount from order_payments where order_id = $1", order_id
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+payment_spec = st.tuples(
+    st.sampled_from(PAYMENTS),
+    st.sampled_from([S.SUCCEEDED, S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED, S.FAILED, S.PROCESSING]),
+    st.integers(min_value=0, max_value=8),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=AMOUNT + 200)),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    specs=st.lists(payment_spec, min_size=1, max_size=10),
+    redeliver=st.lists(st.integers(min_value=0, max_value=9), max_size=5),
+    shuffle_seed=st.integers(min_value=0, max_value=2**32),
+    concurrent=st.booleans(),
+)
+async def test_two_payments_final_state_and_refunds_per_payment_are_those_of_gateway_time_order(
+    wide_pool: asyncpg.Pool,
+    specs: list[tuple[str, PaymentStatus, int, int | None]],
+    redeliver: list[int],
+    shuffle_seed: int,
+    concurrent: bool,
+) -> None:
+    shuffled, ordered = await new_order(wide_pool, "two-shuffled"), await new_order(wide_pool, "two-ordered")
+    events = [payment_event(shuffled, str(i), *s) for i, s in enumerate(specs)]
+    deliveries = events + [events[i % len(events)] for i in redeliver]
+    random.Random(shuffle_seed).shuffle(deliveries)
+    if concurrent:
+        outcomes = await asyncio.gather(*(ledger.apply(wide_pool, e, Source.WEBHOOK) for e in deliveries))
+    else:
+        outcomes = [await ledger.apply(wide_pool, e, Source.WEBHOOK) for e in deliveries]
+    assert sum(o.kind is OutcomeKind.DUPLICATE for o in outcomes) == len(redeliver)
+
+    twins = [payment_event(ordered, str(i), *s) for i, s in enumerate(specs)]
+    for e in sorted(twins, key=gateway_order):
+        await ledger.apply(wide_pool, e, Source.WEBHOOK)
+
+    status, refunded, payment, status_at, version = await final_state(wide_pool, shuffled)
+    assert (status, refunded, payment, status_at) == (await final_state(wide_pool, ordered))[:4]
+    assert await stored_payments(wide_pool, shuffled) == await stored_payments(wide_pool, ordered)
+
+    reference, payments = fold_with_payments(events)
+    assert (S(status), refunded, payment) == (
+        reference.status,
+        reference.refunded_amount,
+        reference.provider_payment_id,
+    )
+    assert await stored_payments(wide_pool, shuffled) == {
+        k: (str(p.status), p.refunded_amount) for k, p in payments.items()
+    }
+    # Each payment's refund is its own: the largest it was refunded, capped at the amount.
+    for name, (_, paid_back) in (await stored_payments(wide_pool, shuffled)).items():
+        claims = [
+            e.refunded_amount if e.refunded_amount is not None else (AMOUNT if e.status is S.REFUNDED else 0)
+            for e in events
+            if e.provider_payment_id == name and LAYER[e.status] == 4
+        ]
+        assert paid_back == min(max(claims, default=0), AMOUNT)
+    applied = sum(o.kind is OutcomeKind.APPLIED for o in outcomes)
+    assert version == 1 + applied, "one version (and one transition) per applied step"
+    steps = await wide_pool.fetchval("select count(*) from transitions where order_id = $1", shuffled)
+    assert steps == applied

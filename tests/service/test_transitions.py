@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from providers.base import OutcomeKind, PaymentStatus
-from service.transitions import LAYER, Facts, News, decide
+from service.transitions import LAYER, Facts, News, Payment, decide
 
 S = PaymentStatus
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -249,3 +250,83 @@ def test_never_backwards(start: Facts, status: PaymentStatus, at: datetime, refu
         assert after.status_at is not None
         assert start.status_at is not None
         assert after.status_at >= start.status_at
+
+
+# --- payments (issue 10): refunds per payment, the paying payment by gateway time ---------------
+
+PAID_BY_A = Facts(
+    amount=AMOUNT,
+    currency="VND",
+    status=S.SUCCEEDED,
+    status_at=T0,
+    provider_payment_id="A",
+    paid_at=T0,
+    paying=Payment(status=S.SUCCEEDED, status_at=T0, paid_at=T0),
+)
+LATER = T0 + timedelta(hours=1)
+
+
+def of(payment: str, status: PaymentStatus, at: datetime = LATER, refunded: int | None = None) -> News:
+    return News(
+        status=status, at=at, amount=AMOUNT, currency="VND", refunded_amount=refunded, provider_payment_id=payment
+    )
+
+
+def test_another_payments_success_is_a_double_payment_and_is_recorded_against_it() -> None:
+    decision = decide(PAID_BY_A, of("B", S.SUCCEEDED))
+    assert decision.kind is OutcomeKind.ANOMALY
+    assert [a.kind for a in decision.anomalies] == ["double_payment"]
+    assert decision.payment == Payment(status=S.SUCCEEDED, status_at=LATER, paid_at=LATER)
+    assert not decision.resolves_double_payment
+
+
+def test_refunding_the_duplicate_in_full_settles_it_and_leaves_the_order() -> None:
+    duplicate = Payment(status=S.SUCCEEDED, status_at=LATER, paid_at=LATER)
+    order = msgspec.structs.replace(PAID_BY_A, payment=duplicate)
+    decision = decide(order, of("B", S.REFUNDED, LATER + timedelta(hours=1), AMOUNT))
+    assert (decision.kind, decision.anomalies, decision.resolves_double_payment) == (OutcomeKind.STALE, (), True)
+    assert decision.after == order
+    assert decision.payment is not None
+    assert (decision.payment.status, decision.payment.refunded_amount) == (S.REFUNDED, AMOUNT)
+    partial = decide(order, of("B", S.PARTIALLY_REFUNDED, LATER + timedelta(hours=1), 10))
+    assert not partial.resolves_double_payment  # the duplicate still holds money
+
+
+def test_refund_of_a_payment_never_seen_moves_nothing_and_is_an_anomaly() -> None:
+    decision = decide(PAID_BY_A, of("C", S.PARTIALLY_REFUNDED, refunded=40))
+    assert decision.kind is OutcomeKind.ANOMALY
+    assert [a.kind for a in decision.anomalies] == ["refund_of_unknown_payment"]
+    assert decision.after == PAID_BY_A
+    assert decision.payment is not None
+    assert decision.payment.refunded_amount == 40
+
+
+def test_refunds_of_the_paying_payment_still_move_the_order_whatever_the_others() -> None:
+    other_refunded = Payment(status=S.PARTIALLY_REFUNDED, refunded_amount=90, paid_at=T0)
+    order = msgspec.structs.replace(PAID_BY_A, payment=None)
+    decision = decide(order, of("A", S.PARTIALLY_REFUNDED, refunded=30))
+    assert (decision.kind, decision.after.status, decision.after.refunded_amount) == (
+        OutcomeKind.APPLIED,
+        S.PARTIALLY_REFUNDED,
+        30,
+    )
+    assert other_refunded.refunded_amount == 90  # never added: the order's refund is A's alone
+
+
+def test_an_earlier_capture_heard_late_becomes_the_paying_payment() -> None:
+    refunded_b = Facts(
+        amount=AMOUNT,
+        currency="VND",
+        status=S.REFUNDED,
+        status_at=LATER,
+        refunded_amount=AMOUNT,
+        provider_payment_id="B",
+        paid_at=LATER,
+        paying=Payment(status=S.REFUNDED, status_at=LATER, refunded_amount=AMOUNT, paid_at=LATER),
+    )
+    decision = decide(refunded_b, of("A", S.SUCCEEDED, T0))
+    assert decision.kind is OutcomeKind.APPLIED
+    after = decision.after
+    assert (after.status, after.refunded_amount, after.provider_payment_id, after.paid_at) == (S.SUCCEEDED, 0, "A", T0)
+    assert decision.anomalies == ()  # B, now the duplicate, is already refunded in full
+    assert decision.resolves_double_payment

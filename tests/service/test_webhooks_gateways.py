@@ -236,3 +236,93 @@ async def test_vnpay_ipn_on_the_account_url(app: Running, pool: asyncpg.Pool) ->
     assert own.json()["RspCode"] == "00"
     rows = await rejected(pool)
     assert [(r["provider"], r["account"], r["reason"]) for r in rows] == [("vnpay", "shop2", "unknown_account")]
+
+
+# --- redeliveries hear what the first delivery heard (issue 10 item 3, DESIGN.md §3 step 1) ------
+
+
+async def test_vnpay_redelivery_hears_the_first_answer_while_it_still_holds(app: Running, pool: asyncpg.Pool) -> None:
+    sim = app.sims["vnpay"]
+    # 01 stays 01 while the order is unknown: VNPay keeps retrying until the shop registers it.
+    sim.create_payment(order_id="ord_v_late", amount=20_000, currency="VND")
+    sim.set_status("ord_v_late", PaymentStatus.SUCCEEDED)
+    unknown = vnpay_webhook(sim, "ord_v_late")
+    assert [await ipn(app, unknown) for _ in range(3)] == ["01", "01", "01"]
+    # Once the order is registered (its quarantined event applied), the redelivery is confirmed.
+    await register(pool, "ord_v_late", provider="vnpay", amount=20_000, currency="VND")
+    assert (await order_json(app, "ord_v_late"))["status"] == "succeeded"
+    assert await ipn(app, unknown) == "02"
+
+    # 04 stays 04: the amount is still wrong on every redelivery.
+    sim.create_payment(order_id="ord_v_amt", amount=99_000, currency="VND")
+    await register(pool, "ord_v_amt", provider="vnpay", amount=100_000, currency="VND")
+    sim.set_status("ord_v_amt", PaymentStatus.SUCCEEDED)
+    mismatch = vnpay_webhook(sim, "ord_v_amt")
+    assert [await ipn(app, mismatch) for _ in range(3)] == ["04", "04", "04"]
+    assert (await order_json(app, "ord_v_amt"))["status"] == "pending"
+
+    # 97 stays 97: a forged IPN is refused each time, never stored, never "already confirmed".
+    forged = vnpay_webhook(sim, "ord_v_amt", wrong_key=True)
+    assert [await ipn(app, forged) for _ in range(3)] == ["97", "97", "97"]
+    assert [row["reason"] for row in await rejected(pool)] == ["signature"] * 3
+    assert len(await events_of(pool, "vnpay")) == 2
+
+
+async def test_momo_and_stripe_redeliveries_hear_the_first_answer(app: Running, pool: asyncpg.Pool) -> None:
+    # MoMo: 204 for every committed outcome, also for an unknown order and a wrong amount, first and again.
+    momo = app.sims["momo"]
+    momo.create_payment(order_id="ord_m_late", amount=10_000, currency="VND")
+    momo.set_status("ord_m_late", PaymentStatus.SUCCEEDED)
+    momo.create_payment(order_id="ord_m_amt", amount=9_000, currency="VND")
+    await register(pool, "ord_m_amt", provider="momo", amount=10_000, currency="VND")
+    momo.set_status("ord_m_amt", PaymentStatus.SUCCEEDED)
+    json = {"Content-Type": "application/json"}
+    for order_id in ("ord_m_late", "ord_m_amt"):
+        body = momo_webhook(momo, order_id)
+        answers = [(await app.http.post("/webhooks/momo", content=body, headers=json)).status_code for _ in range(2)]
+        assert answers == [204, 204]
+
+    # Stripe: 200 for the first delivery and its redelivery, for a known and an unknown PaymentIntent.
+    stripe = app.sims["stripe"]
+    known = stripe.create_payment(order_id="ord_s_known", amount=700, currency="usd")
+    await register(pool, "ord_s_known", provider="stripe", amount=700, currency="USD", reference=known.reference)
+    stripe.set_status(known.reference, PaymentStatus.SUCCEEDED)
+    stranger = stripe.create_payment(order_id="ord_s_nobody", amount=700, currency="usd")
+    stripe.set_status(stranger.reference, PaymentStatus.SUCCEEDED)
+    for stripe_event in stripe.events[-2:]:  # type: ignore[attr-defined]  # the two successes
+        body, headers = stripe_webhook(stripe, stripe_event)
+        answers = [(await app.http.post("/webhooks/stripe", content=body, headers=headers)) for _ in range(2)]
+        assert [(a.status_code, a.json()) for a in answers] == [(200, {"received": True})] * 2
+    assert (await order_json(app, "ord_s_known"))["status"] == "succeeded"
+    assert len(await events_of(pool, "stripe")) == 2
+
+
+async def test_order_json_lists_each_payment_with_its_refunds(app: Running, pool: asyncpg.Pool) -> None:
+    sim = app.sims["stripe"]
+    first = sim.create_payment(order_id="ord_s_two", amount=2500, currency="usd")
+    await register(pool, "ord_s_two", provider="stripe", amount=2500, currency="USD")
+    sim.set_status(first.reference, PaymentStatus.SUCCEEDED)
+    body, headers = stripe_webhook(sim)
+    assert (await app.http.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
+    second = sim.create_payment(order_id="ord_s_two", amount=2500, currency="usd")  # charged twice
+    sim.set_status(second.reference, PaymentStatus.SUCCEEDED)
+    body, headers = stripe_webhook(sim)
+    assert (await app.http.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
+    sim.refund(second.reference, 2500)  # ops refund the duplicate
+    body, headers = stripe_webhook(sim)
+    assert (await app.http.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
+
+    order = await order_json(app, "ord_s_two")
+    assert (order["status"], order["refunded_amount"], order["provider_payment_id"]) == (
+        "succeeded",
+        0,
+        first.reference,
+    )
+    assert [(p["provider_payment_id"], p["status"], p["refunded_amount"]) for p in order["payments"]] == [
+        (first.reference, "succeeded", 0),
+        (second.reference, "refunded", 2500),
+    ]
+    assert all((p["amount"], p["currency"], p["provider"]) == (2500, "USD", "stripe") for p in order["payments"])
+    trail = (await app.api.get("/v1/orders/ord_s_two/events")).json()
+    assert [(e["provider_payment_id"], e["outcome"]) for e in trail["events"]][-1] == (second.reference, "stale")
+    assert [t["provider_payment_id"] for t in trail["transitions"]] == [first.reference]
