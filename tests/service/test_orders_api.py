@@ -76,8 +76,9 @@ async def test_register_returns_the_order_contract(api: httpx.AsyncClient) -> No
     assert set(order) == {
         "id", "amount", "currency", "provider", "account", "reference", "provider_data", "metadata", "status",
         "refunded_amount", "provider_payment_id", "version", "references", "created_at", "updated_at", "paid_at",
-        "last_failure",
+        "last_failure", "payments",
     }  # fmt: skip
+    assert order["payments"] == []
     assert order["account"] == "default"
     assert order["reference"] == "ord_1001"
     assert (order["status"], order["refunded_amount"], order["provider_payment_id"], order["version"]) == (
