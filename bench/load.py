@@ -130,7 +130,7 @@ def server(command: list[str], env: dict[str, str], port: int, *, ready_path: st
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 240  # a loaded machine starts slowly
             while True:
                 if process.poll() is not None:
                     log.seek(0)

@@ -59,9 +59,23 @@ def _as_postgres() -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
+# PAYRECON_BENCH_PG_SLOW=1s: auto_explain logs the plan of every statement slower than that, and the
+# server's log is copied to PAYRECON_BENCH_PG_LOG (default ./bench-postgres.log) when it stops.
+SLOW = os.environ.get("PAYRECON_BENCH_PG_SLOW")
+
+
 @contextlib.contextmanager
 def private_postgres(settings: dict[str, str] | None = None) -> Iterator[str]:
     """Start a fresh PostgreSQL; yield the URL of its `postgres` database; stop and delete it after."""
+    if SLOW:
+        settings = {
+            "shared_preload_libraries": "'auto_explain'",
+            "auto_explain.log_min_duration": f"'{SLOW}'",
+            "auto_explain.log_analyze": "off",
+            "log_min_duration_statement": f"'{SLOW}'",
+            "log_min_messages": "log",
+            **(settings or {}),
+        }
     if not (BINDIR / "initdb").exists():
         raise SystemExit(f"no PostgreSQL binaries in {BINDIR}; set PAYRECON_BENCH_PG_BIN")
     folder = Path(tempfile.mkdtemp(prefix="payrecon-bench-pg-"))
@@ -92,6 +106,8 @@ def private_postgres(settings: dict[str, str] | None = None) -> Iterator[str]:
                 check=False,
                 stdout=subprocess.DEVNULL,
             )
+            if SLOW:
+                shutil.copy(folder / "log", os.environ.get("PAYRECON_BENCH_PG_LOG", "bench-postgres.log"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

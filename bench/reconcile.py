@@ -72,8 +72,9 @@ async def register(pool: asyncpg.Pool, prefix: str, count: int) -> None:
             prefix,
             count,
             simulators.VNPAY_CREATE_DATE,
+            timeout=3600,  # 1 M rows take minutes on a busy machine (the pool's command timeout is 30 s)
         )
-        await conn.execute("analyze orders, order_references")
+        await conn.execute("analyze orders, order_references", timeout=3600)
 
 
 def adapters(tables: dict[str, dict[str, object]], concurrency: int) -> dict[str, object]:
