@@ -77,7 +77,17 @@ def script_from_apply_event() -> tuple[str, str]:
     (lock_sql,) = _literals(locks.lock)
     (owner_sql,) = _literals(reference_owner)
     (announce_sql,) = _literals(apply_event.announce)
-    select_order, update_order, insert_transition, update_event = _literals(apply_event._step)[:4]
+    step = _literals(apply_event._step)
+
+    def starting(prefix: str) -> str:
+        return next(sql for sql in step if _one_line(sql).lower().startswith(prefix))
+
+    # The order's facts under its row lock: a module constant since payments per order (issue 10),
+    # a literal in `_step` before.
+    select_order = getattr(apply_event, "_FACTS", None) or starting("select")
+    update_order, insert_transition = starting("update orders"), starting("insert into transitions")
+    update_event = starting("update payment_events")
+    record_payment: str | None = getattr(apply_event, "_RECORD_PAYMENT", None)
     provider = f"'{CEILING_PROVIDER}'"
     event = [
         provider,  # provider
@@ -105,7 +115,7 @@ def script_from_apply_event() -> tuple[str, str]:
         _bind(lock_sql, [str(REFERENCE_LOCK), ":n"]) + ";",
         _bind(apply_event._INSERT_EVENT, event) + " \\gset ev_",
         _bind(owner_sql, [provider, "'default'", _order()]) + ";",
-        _bind(select_order, [_order()]) + ";",
+        _bind(select_order, [_order(), "(:k)::text"]) + ";",
         _bind(update_order, [_order(), "'succeeded'", "now()", "0", "(:k)::text", "now()"]) + " \\gset",
         _bind(
             insert_transition,
@@ -118,10 +128,33 @@ def script_from_apply_event() -> tuple[str, str]:
                 ":version",
                 "0",
                 "'webhook'",
+                "(:k)::text",
             ],
         )
         + ";",
         _bind(announce_sql, [_order(), "'order.succeeded'"]) + ";",
+        *(
+            [
+                _bind(
+                    record_payment,
+                    [
+                        _order(),
+                        "(:k)::text",
+                        provider,
+                        "'default'",
+                        "15000000",
+                        "'VND'",
+                        "'succeeded'",
+                        "now()",
+                        "0",
+                        "now()",
+                    ],
+                )
+                + ";"
+            ]
+            if record_payment
+            else []
+        ),
         _bind(update_event, [":ev_id", _order(), "'applied'"]) + ";",
         "COMMIT;",
     ]
