@@ -21,6 +21,7 @@ from service import auth, db, logs, migrate
 from service.api import anomalies, health, metrics, orders, reconciliation, webhook_endpoints, webhooks
 from service.gateways import load_gateways
 from service.http_metrics import HttpMetrics
+from service.input_guard import InputGuard
 from service.jobs import JOB_DECODE, JOB_ENCODE
 from service.openapi import OpenAPIJson
 from service.problems import exception_handlers
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayA
         ],
         lifespan=[_resources],
         state=State({"settings": settings, "gateways": gateways}),
-        middleware=[logs.RequestIdMiddleware, HttpMetrics, *auth.middleware()],
+        middleware=[logs.RequestIdMiddleware, HttpMetrics, *auth.middleware(), InputGuard()],
         exception_handlers=exception_handlers(),
         openapi_config=OpenAPIConfig(
             title="payrecon",

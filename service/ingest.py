@@ -172,8 +172,8 @@ async def _note(
     )
     try:
         await within(CONNECT_WAIT * 2, rejections.record(pool, entry, wait=CONNECT_WAIT))
-    except UNAVAILABLE_ERRORS as exc:
-        # The gateway still hears its 4xx: a refusal does not depend on our being able to note it.
+    except Exception as exc:  # whatever the database does, noting a delivery never turns it into a 500
+        # The gateway still hears its answer: it does not depend on our being able to note it.
         log.warning(
             "webhook %s: could not record rejected delivery (reason %s, body sha256 %s): %s: %s",
             provider,

@@ -15,6 +15,7 @@ from litestar.response import Response
 
 from providers.base import Ack, GatewayAdapter, WebhookRequest, utcnow
 from service import ingest, logs
+from service.input_guard import VERBATIM
 from service.metrics import WEBHOOKS_RECEIVED
 from service.problems import NotFoundError, PayloadTooLargeError
 from service.settings import Settings
@@ -30,13 +31,25 @@ class _OversizedError(Exception):
         self.prefix, self.size, self.announced = prefix, size, announced
 
 
-@route("/webhooks/{provider:str}", http_method=_METHODS, exclude_from_auth=True, include_in_schema=False)
+@route(
+    "/webhooks/{provider:str}",
+    http_method=_METHODS,
+    exclude_from_auth=True,
+    include_in_schema=False,
+    opt={VERBATIM: True},  # judged by the adapter, answered in the gateway's own terms
+)
 async def webhook(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """A delivery for the gateway's default account (or one the body names: MoMo partnerCode, VNPay TmnCode)."""
     return await _deliver(request, provider, None)
 
 
-@route("/webhooks/{provider:str}/{account:str}", http_method=_METHODS, exclude_from_auth=True, include_in_schema=False)
+@route(
+    "/webhooks/{provider:str}/{account:str}",
+    http_method=_METHODS,
+    exclude_from_auth=True,
+    include_in_schema=False,
+    opt={VERBATIM: True},
+)
 async def webhook_for_account(
     request: Request[Any, Any, Any], provider: FromPath[str], account: FromPath[str]
 ) -> Response[bytes]:
