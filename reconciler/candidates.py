@@ -86,7 +86,7 @@ _ENSURE_ROWS = f"""
 # left alone by other runs until it is released or expires. A live run backs the order off
 # (2 m, 5 m, 15 m, 1 h, 6 h); a dry run changes no schedule; a `since` sweep (an audit) claims
 # whatever the schedule says, and when live steps it like any other check (it did ask the gateway).
-# $5 batch, $6 run, $7 lease s, $8 dry run
+# $5 batch, $6 run, $7 lease s, $8 dry run, $9 lease holder (the participant: reconciler.participants)
 _BACKOFF = "now() + make_interval(secs => (array[120, 300, 900, 3600, 21600])[least(c.attempts + 1, 5)])"
 _CLAIM = f"""
     with {_CANDIDATES},
@@ -101,7 +101,7 @@ _CLAIM = f"""
         for update of c skip locked
     )
     update order_checks c
-    set lease_run_id = $6, lease_until = now() + make_interval(secs => $7),
+    set lease_run_id = $6, lease_until = now() + make_interval(secs => $7), lease_holder = $9,
         attempts = case when $8 then c.attempts else c.attempts + 1 end,
         next_check_at = case when $8 then c.next_check_at else {_BACKOFF} end
     from picked where c.order_id = picked.order_id
@@ -113,7 +113,8 @@ _CLAIM = f"""
 # is a quarter of a second per batch of 50 at 50k orders, and hours at 500k.) A row SKIP LOCKED
 # passes over is being claimed by another participant of this run, or leased to another run that
 # is checking it now: either way it is checked, and this walker need not come back for it.
-# $1 grace s, $2 since, $3 gateways, $4 batch, $5 run, $6 lease s, $7 dry run, $8 after created_at, $9 after id
+# $1 grace s, $2 since, $3 gateways, $4 batch, $5 run, $6 lease s, $7 dry run, $8 after created_at, $9 after id,
+# $10 lease holder
 _SWEEP_CLAIM = f"""
     with picked as (
         select c.order_id, o.created_at from orders o
@@ -129,7 +130,7 @@ _SWEEP_CLAIM = f"""
     ),
     claimed as (
         update order_checks c
-        set lease_run_id = $5, lease_until = now() + make_interval(secs => $6),
+        set lease_run_id = $5, lease_until = now() + make_interval(secs => $6), lease_holder = $10,
             attempts = case when $7 then c.attempts else c.attempts + 1 end,
             next_check_at = case when $7 then c.next_check_at else {_BACKOFF} end
         from picked where c.order_id = picked.order_id
@@ -146,6 +147,40 @@ _COUNT_DUE = f"""
       and (c.order_id is null or c.lease_run_id is distinct from $5)"""
 
 
+# The candidates a run sets out to check (its lead records them once, as it starts): at its end the
+# ones without a finding are `skipped`, so `completed` can mean every candidate was checked.
+# An order leased to another run is planned too: this run could not check it, and says so.
+# Parameters as _COUNT_DUE: $1 grace s, $2 horizon s, $3 since, $4 gateways, $5 run.
+_PLAN = f"""
+    with {_CANDIDATES}
+    insert into run_candidates (run_id, order_id)
+    select $5, askable.id from askable join order_checks c on c.order_id = askable.id
+    where ($3::timestamptz is not null or c.next_check_at <= now())
+      and not exists (select 1 from run_candidates done where done.run_id = $5)
+    on conflict do nothing"""
+
+# Planned candidates nobody of this run has checked and nobody holds: released by a participant
+# that is gone, or passed over by a sweep's cursor. The lead claims these until none is left.
+# $1 run, $2 batch, $3 lease s, $4 holder, $5 dry run
+_CLAIM_REMAINDER = f"""
+    with picked as (
+        select c.order_id from run_candidates rc
+        join order_checks c on c.order_id = rc.order_id
+        where rc.run_id = $1
+          and c.lease_run_id is distinct from $1
+          and (c.lease_until is null or c.lease_until < now())
+        order by rc.order_id
+        limit $2
+        for update of c skip locked
+    )
+    update order_checks c
+    set lease_run_id = $1, lease_until = now() + make_interval(secs => $3), lease_holder = $4,
+        attempts = case when $5 then c.attempts else c.attempts + 1 end,
+        next_check_at = case when $5 then c.next_check_at else {_BACKOFF} end
+    from picked where c.order_id = picked.order_id
+    returning c.order_id"""
+
+
 class ClaimRule(msgspec.Struct, frozen=True, kw_only=True):
     run_id: int
     grace: float  # seconds
@@ -155,6 +190,7 @@ class ClaimRule(msgspec.Struct, frozen=True, kw_only=True):
     batch: int
     lease: float  # seconds
     dry_run: bool
+    holder: str | None = None  # the participant taking the leases (released at once if it is gone)
 
     def _shared(self) -> tuple[object, ...]:
         return (self.grace, self.horizon, self.since, self.gateways)
@@ -163,7 +199,7 @@ class ClaimRule(msgspec.Struct, frozen=True, kw_only=True):
         return self._shared()
 
     def claim_args(self) -> tuple[object, ...]:
-        return (*self._shared(), self.batch, self.run_id, self.lease, self.dry_run)
+        return (*self._shared(), self.batch, self.run_id, self.lease, self.dry_run, self.holder)
 
     def count_args(self) -> tuple[object, ...]:
         return (*self._shared(), self.run_id)
@@ -171,7 +207,7 @@ class ClaimRule(msgspec.Struct, frozen=True, kw_only=True):
     def sweep_args(self, after: Cursor | None) -> tuple[object, ...]:
         at, order_id = after or (None, None)
         shared = (self.grace, self.since, self.gateways, self.batch, self.run_id, self.lease, self.dry_run)
-        return (*shared, at, order_id)
+        return (*shared, at, order_id, self.holder)
 
 
 Cursor = tuple[datetime, str]  # (created_at, id) of the last order a sweep's participant claimed
@@ -203,19 +239,42 @@ async def claim(
                 rows = await conn.fetch(_SWEEP_CLAIM, *rule.sweep_args(after))
                 after = (rows[-1]["created_at"], rows[-1]["order_id"]) if rows else after
         ids = [r["order_id"] for r in rows]
-        if not ids:
-            return [], after
-        records = await conn.fetch(
-            """select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.status, o.provider_payment_id,
+        return await _read(conn, ids), after
+
+
+async def plan(pool: asyncpg.Pool, rule: ClaimRule) -> None:
+    """Record the run's candidates once (see _PLAN); a lead taking over a run keeps the first plan."""
+    async with pool.acquire() as conn:
+        await conn.execute(_PLAN, *rule.count_args())
+
+
+async def claim_remainder(pool: asyncpg.Pool, rule: ClaimRule) -> list[Candidate]:
+    """Lease a batch of planned candidates nobody of the run has checked or holds (see _CLAIM_REMAINDER)."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            rows = await conn.fetch(_CLAIM_REMAINDER, rule.run_id, rule.batch, rule.lease, rule.holder, rule.dry_run)
+        return await _read(conn, [r["order_id"] for r in rows])
+
+
+async def remainder(pool: asyncpg.Pool, rule: ClaimRule) -> AsyncIterator[Candidate]:
+    while batch := await claim_remainder(pool, rule):
+        for candidate in batch:
+            yield candidate
+
+
+async def _read(conn: Conn, ids: list[str]) -> list[Candidate]:
+    if not ids:
+        return []
+    records = await conn.fetch(
+        """select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.status, o.provider_payment_id,
                       o.created_at,
                       coalesce((select jsonb_agg(jsonb_build_object('provider', r.provider, 'account', r.account,
                                     'reference', r.reference, 'provider_data', r.provider_data) order by r.added_at)
                                 from order_references r where r.order_id = o.id), '[]') as references
                from orders o where o.id = any($1::text[]) order by o.id""",
-            ids,
-        )
-    found = msgspec.convert([dict(r) for r in records], list[Candidate], strict=False)
-    return found, after
+        ids,
+    )
+    return msgspec.convert([dict(r) for r in records], list[Candidate], strict=False)
 
 
 async def release(conn: Conn, run_id: int, order_id: str, *, failed: bool, dry_run: bool) -> None:
@@ -225,7 +284,7 @@ async def release(conn: Conn, run_id: int, order_id: str, *, failed: bool, dry_r
     again soon: a gateway outage must not push its orders out to hours.
     """
     await conn.execute(
-        """update order_checks set lease_until = null, last_checked_at = now(),
+        """update order_checks set lease_until = null, lease_holder = null, last_checked_at = now(),
                attempts = case when $3 then greatest(attempts - 1, 0) else attempts end,
                next_check_at = case when $3 then least(next_check_at, now() + interval '2 minutes')
                    else next_check_at end
@@ -251,9 +310,10 @@ async def order_status(conn: Conn, order_id: str) -> str | None:
     return status
 
 
-async def stream(pool: asyncpg.Pool, rule: ClaimRule) -> AsyncIterator[Candidate]:
+async def stream(pool: asyncpg.Pool, rule: ClaimRule, *, prepared: bool = False) -> AsyncIterator[Candidate]:
     """Claimed candidates, a batch at a time until none is due: memory holds one batch, not the run."""
-    await prepare(pool, rule)
+    if not prepared:
+        await prepare(pool, rule)
     after: Cursor | None = None
     while True:
         batch, after = await claim(pool, rule, after)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -23,6 +23,7 @@ from providers.base import GatewayAdapter, StatusQuery
 from reconciler import candidates
 from reconciler.catch_up import catch_up_all
 from reconciler.limits import CircuitOpenError, Limits
+from reconciler.participants import BEATS_PER_PERIOD, Participant, release_gone
 from reconciler.verdict import MISMATCH_ANOMALY, Answer, Verdict, judge
 from service import breakers, ledger, metrics, runs
 from service.db import UNAVAILABLE_ERRORS, transaction
@@ -51,12 +52,16 @@ class RunEnv:
         self.gateways = dict(gateways)
         self.http = http
         self.settings = settings
+        # Runs this process leads / helps now: one part of each kind per run and process (a helper
+        # of a run whose lead died may take the lead over beside its own helping).
+        self.leading: set[int] = set()
+        self.helping: set[int] = set()
 
     def gateways_for(self, run: ReconcileRun) -> dict[str, GatewayAdapter]:
         wanted = run.params.provider
         return {n: a for n, a in self.gateways.items() if wanted is None or n == wanted}
 
-    def rule(self, run: ReconcileRun) -> candidates.ClaimRule:
+    def rule(self, run: ReconcileRun, holder: str | None = None) -> candidates.ClaimRule:
         s = self.settings
         return candidates.ClaimRule(
             run_id=run.id,
@@ -67,6 +72,7 @@ class RunEnv:
             batch=s.reconcile_batch,
             lease=LEASE_SECONDS,
             dry_run=run.dry_run,
+            holder=holder,
         )
 
 
@@ -76,30 +82,64 @@ async def count_due(env: RunEnv, run: ReconcileRun) -> int:
 
 
 async def execute(
-    env: RunEnv, run: ReconcileRun, *, lead: bool = True, progress: Progress | None = None
+    env: RunEnv,
+    run: ReconcileRun,
+    *,
+    lead: bool = True,
+    progress: Progress | None = None,
+    participant: Participant | None = None,
 ) -> ReconcileRun | None:
-    """Take part in `run`; the lead returns the ended run, a helper None."""
+    """Take part in `run`; the lead returns the ended run, a helper None.
+
+    A lead call leads only if nobody alive leads the run already; otherwise it helps. Every call
+    is a participant with a heartbeat (reconciler.participants) for as long as it takes part.
+    """
     if run.status is not RunStatus.RUNNING:
         return run
+    if run.id in env.leading or (not lead and run.id in env.helping):
+        return None  # this process takes that part already (its watchdog, or another job)
+    me = participant or Participant(env.pool, run.id, env.settings.run_heartbeat)
+    async with me.taking_part():
+        if lead and not await me.claim_lead():
+            log.info("run %s has a live lead; %s helps", run.id, me.id)
+            lead = False
+        parts = env.leading if lead else env.helping
+        if run.id in parts:
+            return None
+        parts.add(run.id)
+        try:
+            return await _take_part(env, run, me, lead=lead, progress=progress)
+        finally:
+            parts.discard(run.id)
+
+
+async def _take_part(
+    env: RunEnv, run: ReconcileRun, me: Participant, *, lead: bool, progress: Progress | None
+) -> ReconcileRun | None:
     started = time.monotonic()
     try:
         gateways = env.gateways_for(run)
         if run.params.provider is not None and not gateways:
             raise LookupError(f"gateway {run.params.provider!r} is not configured in PAYRECON_GATEWAYS")
         limits = Limits(gateways)
+        rule = env.rule(run, holder=me.id)
+        await candidates.prepare(env.pool, rule)
+        if lead:
+            await candidates.plan(env.pool, rule)
+        stream = candidates.stream(env.pool, rule, prepared=True)
         try:
-            checked = await _check_candidates(env, run, gateways, limits, progress)
+            checked = await _check_candidates(env, run, gateways, limits, progress, stream, me)
         finally:
             await _publish_breakers(env.pool, run, limits)
         log.info("run %s: checked %s orders (%s)", run.id, checked, "lead" if lead else "helper")
         if not lead:
             return None
-        await _wait_for_helpers(env.pool, run.id)
+        await _settle(env, run, gateways, limits, progress, rule, me)
         caught = await catch_up_all(env.pool, run, gateways, limits, env.http)
-        return await _finish(env.pool, run, caught, limits, time.monotonic() - started)
+        return await _finish(env.pool, run, caught, limits, time.monotonic() - started, lead=me.id)
     except Exception as exc:
         if lead:
-            await _abort(env.pool, run.id, run.trigger.value, exc)
+            await _abort(env.pool, run.id, run.trigger.value, exc, lead=me.id)
         raise
 
 
@@ -109,6 +149,8 @@ async def _check_candidates(
     gateways: Mapping[str, GatewayAdapter],
     limits: Limits,
     progress: Progress | None,
+    source: AsyncIterator[candidates.Candidate],
+    me: Participant,
 ) -> int:
     # Enough orders in flight to keep every account's query slots busy, and no more: memory
     # holds a batch and the in-flight orders, whatever the number of candidates.
@@ -119,10 +161,12 @@ async def _check_candidates(
         room.release()
 
     async with asyncio.TaskGroup() as group:
-        async for candidate in candidates.stream(env.pool, env.rule(run)):
+        async for candidate in source:
             await room.acquire()
             group.create_task(check_order(env, run, candidate, gateways, limits, progress)).add_done_callback(done)
             checked += 1
+            if me.expelled:  # declared gone: whatever it still holds is someone else's to check now
+                break
     return checked
 
 
@@ -136,6 +180,7 @@ async def check_order(
 ) -> Verdict:
     """Ask every reference of the order at the run's gateways, apply each answer, record one finding."""
     answers: list[Answer] = []
+    not_asked = 0  # references whose gateway's breaker was open: the order was not checked there
     for ref in order.references:
         adapter = gateways.get(ref.provider)
         if adapter is None:
@@ -158,6 +203,7 @@ async def check_order(
             timed = partial(_timed, ref.provider, ref.account, adapter.fetch_status, query, env.http)
             event = await limiter.call(timed)
         except Exception as exc:  # every gateway failure is a finding, never an order change
+            not_asked += isinstance(exc, CircuitOpenError)
             answers.append(replace(asked, error=f"{ref.provider}/{ref.account}: {_describe(exc)}"))
             if limiter.open and not was_open and not isinstance(exc, CircuitOpenError):
                 await _publish_breakers(env.pool, run, limits, only_open=True)  # ops see it now, not at run end
@@ -185,6 +231,8 @@ async def check_order(
             answers=answers,
             dry_run=run.dry_run,
         )
+        if answers and not_asked == len(answers):  # no gateway was asked at all: not checked, not an error
+            verdict = replace(verdict, kind=FindingKind.SKIPPED, gateway_status=None)
         await runs.record_finding(
             conn,
             run.id,
@@ -207,7 +255,8 @@ async def check_order(
                 event_id=None,
                 detail={"ledger": now, "gateway": verdict.gateway_status, "run_id": run.id, "answers": said},
             )
-        await candidates.release(conn, run.id, order.id, failed=verdict.kind is FindingKind.ERROR, dry_run=run.dry_run)
+        failed = verdict.kind in (FindingKind.ERROR, FindingKind.SKIPPED)
+        await candidates.release(conn, run.id, order.id, failed=failed, dry_run=run.dry_run)
     metrics.FINDINGS.labels(verdict.provider, verdict.kind.value).inc()
     if progress is not None:
         progress(verdict.kind, verdict.provider)
@@ -253,53 +302,83 @@ def _describe(exc: BaseException) -> str:
     return text if type(exc).__name__ in text or ":" in text else f"{type(exc).__name__}: {text}"
 
 
-async def _wait_for_helpers(pool: asyncpg.Pool, run_id: int) -> None:
-    """Wait until no helper holds an order of the run (their leases expire if they died)."""
+async def _settle(
+    env: RunEnv,
+    run: ReconcileRun,
+    gateways: Mapping[str, GatewayAdapter],
+    limits: Limits,
+    progress: Progress | None,
+    rule: candidates.ClaimRule,
+    me: Participant,
+) -> None:
+    """The lead's last stretch: check what is left of the plan until no participant holds an order.
+
+    Left over: orders whose participant is gone (their leases released on its missed heartbeat)
+    and orders a sweep's cursor passed while another participant held them. Live helpers'
+    leases are waited for; a lease held elsewhere past LEASE_SECONDS ends the wait (skipped).
+    """
     deadline = time.monotonic() + LEASE_SECONDS
-    while time.monotonic() < deadline:
-        async with pool.acquire() as conn:
-            if await candidates.live_leases(conn, run_id) == 0:
-                return
-        await asyncio.sleep(0.2)
+    while time.monotonic() < deadline and not me.expelled:
+        async with env.pool.acquire() as conn:
+            await release_gone(conn, run.id)
+        more = await _check_candidates(env, run, gateways, limits, progress, candidates.remainder(env.pool, rule), me)
+        async with env.pool.acquire() as conn:
+            held = await candidates.live_leases(conn, run.id)
+        if held == 0 and more == 0:
+            return
+        if more == 0:
+            await asyncio.sleep(min(0.2, env.settings.run_heartbeat / BEATS_PER_PERIOD))
 
 
 async def _finish(
-    pool: asyncpg.Pool, run: ReconcileRun, caught: dict[str, dict[str, Any]], limits: Limits, seconds: float
+    pool: asyncpg.Pool,
+    run: ReconcileRun,
+    caught: dict[str, dict[str, Any]],
+    limits: Limits,
+    seconds: float,
+    *,
+    lead: str,
 ) -> ReconcileRun | None:
     async with pool.acquire() as conn:
+        planned, _ = await runs.record_skipped(conn, run.id)
         rows = await runs.finding_counts(conn, run.id)
         kinds: dict[str, int] = {}
         per_gateway: dict[str, dict[str, int]] = {}
         for provider, kind, n in rows:
             kinds[kind] = kinds.get(kind, 0) + n
             per_gateway.setdefault(provider, {})[kind] = n
-        total = sum(kinds.values())
+        skipped = kinds.get(FindingKind.SKIPPED.value, 0)
+        total = sum(kinds.values()) - skipped
         errors = kinds.get(FindingKind.ERROR.value, 0)
         failed_feeds = [key for key, c in caught.items() if c.get("error")]
-        if total and errors == total and len(failed_feeds) == len(caught):
+        if total + skipped and errors == total and len(failed_feeds) == len(caught):
             status = RunStatus.FAILED  # every gateway this run needed failed: it learnt nothing
-        elif errors or failed_feeds:
-            status = RunStatus.PARTIAL
+        elif errors or skipped or failed_feeds:
+            status = RunStatus.PARTIAL  # `completed` means every candidate was checked and answered
         else:
             status = RunStatus.COMPLETED
         counts = {
             "checked": total,
+            "planned": planned,
+            "skipped": skipped,
             "findings": kinds,
             "gateways": per_gateway,
             "catch_up": caught,
             "circuit_open": sorted(limiter.name for limiter in limits.opened()),
             "seconds": round(seconds, 3),
         }
-        ended = await runs.finish_run(conn, run.id, status, counts)
+        ended = await runs.finish_run(conn, run.id, status, counts, lead=lead)
         if ended is not None:
             metrics.RUNS.labels(run.trigger.value, status.value).inc()
+        else:
+            log.warning("run %s: not ended by %s, which no longer leads it (taken over)", run.id, lead)
         return ended or await runs.get_run(conn, run.id)
 
 
-async def _abort(pool: asyncpg.Pool, run_id: int, trigger: str, exc: BaseException) -> None:
+async def _abort(pool: asyncpg.Pool, run_id: int, trigger: str, exc: BaseException, *, lead: str) -> None:
     try:
         async with pool.acquire() as conn:
-            if await runs.finish_run(conn, run_id, RunStatus.FAILED, {}, error=_describe(exc)[:1000]):
+            if await runs.finish_run(conn, run_id, RunStatus.FAILED, {}, error=_describe(exc)[:1000], lead=lead):
                 metrics.RUNS.labels(trigger, RunStatus.FAILED.value).inc()
     except Exception:  # the database may be what failed: the run stays `running` until reaped
         log.warning("run %s: could not record its failure", run_id, exc_info=True)

@@ -11,11 +11,14 @@ make one run per slot: the run row is keyed by (trigger, slot), so a second work
 slot joins that run as a helper, and an audit slot and a 5-minute slot on one instant are two runs.
 
 `payrecon worker` builds the worker from Settings; `arq reconciler.worker.WorkerSettings` works
-too when PAYRECON_DATABASE_URL and PAYRECON_REDIS_URL are set.
+too when PAYRECON_DATABASE_URL and PAYRECON_REDIS_URL are set, but only `payrecon worker` waits
+out a Redis outage (arq's own CLI builds a plain Worker, which exits on one).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import warnings
@@ -30,7 +33,9 @@ from arq.cron import CronJob
 from arq.worker import Worker
 
 from providers.base import GatewayAdapter
+from reconciler.resilience import ResilientWorker
 from reconciler.run import RunEnv, count_due, execute
+from reconciler.watchdog import Watchdog
 from service import db, metrics, runs
 from service.gateways import load_gateways
 from service.jobs import JOB_DECODE, JOB_ENCODE, RECONCILE_JOB
@@ -83,8 +88,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     if http is None:
         # Per-account limits are the reconciler's; the client only needs room for all of them.
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0), limits=httpx.Limits(max_connections=100))
-    ctx["env"] = RunEnv(pool=pool, gateways=gateways, http=http, settings=settings)
+    env = ctx["env"] = RunEnv(pool=pool, gateways=gateways, http=http, settings=settings)
     webhook_jobs.open_client(ctx)
+    if ctx.get("watch", True):
+        watchdog = ctx["watchdog"] = Watchdog(env, max_runs=settings.worker_concurrency)
+        ctx["watching"] = asyncio.create_task(watchdog.run(), name="run watchdog")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -92,6 +100,12 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     env: RunEnv | None = ctx.get("env")
     if env is None:
         return
+    watching: asyncio.Task[None] | None = ctx.get("watching")
+    if watching is not None:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        await ctx["watchdog"].stop()
     if ctx.get("own_http"):
         await env.http.aclose()
     await env.pool.close()
@@ -212,9 +226,16 @@ def worker_options(
 
 
 def create_worker(settings: Settings, **options: Any) -> Worker:
-    """A worker for these settings; `options` override arq's (burst, poll_delay, handle_signals…)."""
+    """A worker for these settings; `options` override arq's (burst, poll_delay, handle_signals…).
+
+    It waits out a Redis outage instead of exiting (reconciler.resilience).
+    """
     own = {k: options.pop(k) for k in ("gateways", "http", "schedule") if k in options}
-    return Worker(**{**worker_options(settings, **own), **options})
+    merged = {**worker_options(settings, **own), **options}
+    # A burst worker (tests, `payrecon worker --burst`) does its queue and exits: no watchdog, which
+    # would start runs it then abandons on exit.
+    merged["ctx"]["watch"] = not merged.get("burst", False)
+    return ResilientWorker(**merged)
 
 
 async def close_worker(worker: Worker) -> None:

@@ -22,8 +22,8 @@ from service.db import Conn
 
 class RunStatus(StrEnum):
     RUNNING = "running"
-    COMPLETED = "completed"  # every candidate got an answer
-    PARTIAL = "partial"  # some gateway failed: some findings are errors
+    COMPLETED = "completed"  # every candidate was checked and answered
+    PARTIAL = "partial"  # some findings are errors or skipped candidates (or a catch-up failed)
     FAILED = "failed"  # the run could not do its job (aborted, or every gateway failed)
 
 
@@ -40,6 +40,7 @@ class FindingKind(StrEnum):
     MISMATCH = "mismatch"  # the gateway says what the ledger will not accept (never auto-reversed)
     MISSING_AT_GATEWAY = "missing_at_gateway"
     ERROR = "error"
+    SKIPPED = "skipped"  # a candidate the run could not check (leased elsewhere, breaker open, its checker gone)
 
 
 class RunParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,19 +160,53 @@ async def iter_runs(
 
 
 async def finish_run(
-    conn: Conn, run_id: int, status: RunStatus, counts: dict[str, Any], error: str | None = None
+    conn: Conn,
+    run_id: int,
+    status: RunStatus,
+    counts: dict[str, Any],
+    error: str | None = None,
+    *,
+    lead: str | None = None,
 ) -> ReconcileRun | None:
-    """End a running run once; None when it had ended already."""
+    """End a running run once; None when it had ended already, or `lead` no longer leads it (taken over)."""
     return _run(
         await conn.fetchrow(
             f"""update reconcile_runs set status = $2, counts = $3, error = $4, finished_at = now()
-                where id = $1 and status = 'running' returning {_RUN_COLUMNS}""",
+                where id = $1 and status = 'running' and ($5::text is null or lead is not distinct from $5)
+                returning {_RUN_COLUMNS}""",
             run_id,
             status.value,
             counts,
             error,
+            lead,
         )
     )
+
+
+async def record_skipped(conn: Conn, run_id: int) -> tuple[int, int]:
+    """A `skipped` finding for each planned candidate the run did not check; returns (planned, skipped).
+
+    The plan (`run_candidates`, written as the run starts: reconciler.candidates.plan) is dropped
+    once read: the findings now say everything about the run's candidates.
+    """
+    skipped = await conn.fetch(
+        """insert into reconcile_findings (run_id, order_id, provider, account, kind, detail)
+           select rc.run_id, o.id, o.provider, o.account, 'skipped',
+                  case when c.lease_until > now() and c.lease_run_id is distinct from rc.run_id
+                       then 'not checked: leased by run ' || c.lease_run_id || ' until ' || c.lease_until
+                       else 'not checked by this run' end
+           from run_candidates rc
+           join orders o on o.id = rc.order_id
+           left join order_checks c on c.order_id = rc.order_id
+           where rc.run_id = $1
+             and not exists (select 1 from reconcile_findings f where f.run_id = rc.run_id and f.order_id = rc.order_id)
+           on conflict (run_id, order_id) do nothing
+           returning id""",
+        run_id,
+    )
+    planned = await conn.fetchval("select count(*) from run_candidates where run_id = $1", run_id)
+    await conn.execute("delete from run_candidates where run_id = $1", run_id)
+    return int(planned), len(skipped)
 
 
 async def fail_abandoned(conn: Conn, older_than: float, quiet: float = 600.0) -> list[int]:

@@ -45,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # seconds between audit runs (every order created inside the horizon, paid ones too); 0 = none
     reconcile_audit_every: Annotated[float, msgspec.Meta(ge=0)] = 24 * 3600.0
     reconcile_batch: Positive = 50
+    # A run participant beats 3 times per period; one silent for a whole period is gone: its leases
+    # are released and a run it led is taken over by a live worker (reconciler.participants).
+    run_heartbeat: Seconds = 10.0
     worker_concurrency: Positive = 10
     queue_name: str = "payrecon:queue"  # the arq queue shared by the API and the worker
     # outbound webhooks to the shop: seconds between delivery sweeps (a cron period), and a factor on

@@ -106,15 +106,20 @@ async def test_a_gateway_down_for_the_whole_run_makes_it_partial_and_changes_non
         momo = {o for o in truth if o.startswith("momo-")}
         open_momo = {o for o in momo if o in found}
         assert open_momo == momo  # pending in the ledger: every momo order was a candidate
-        assert {found[o].kind for o in momo} == {FindingKind.ERROR}
+        # The queries that failed are errors; once the breaker opened, the rest were not asked: skipped.
+        assert {found[o].kind for o in momo} == {FindingKind.ERROR, FindingKind.SKIPPED}
         assert all("momo" in (found[o].detail or "") for o in momo)
+        assert all("circuit open" in (found[o].detail or "") for o in momo if found[o].kind is FindingKind.SKIPPED)
         assert all(now[o] == versions[o] and after[o] == "pending" for o in momo)  # no change on an error
         assert "momo/default" in run.counts["circuit_open"]
         # The other gateways' repairs are kept.
         others = {o for o in truth if not o.startswith("momo-")}
         assert all(agrees(after[o], truth[o]) for o in others)
         assert any(found[o].kind is FindingKind.REPAIRED for o in others)
-        assert run.counts["gateways"]["momo"] == {"error": len(momo)}
+        momo_counts = run.counts["gateways"]["momo"]
+        assert set(momo_counts) == {"error", "skipped"}
+        assert sum(momo_counts.values()) == len(momo)
+        assert run.counts["skipped"] == momo_counts["skipped"]
 
 
 async def test_ledger_paid_but_gateway_failed_is_a_mismatch_flagged_and_never_reversed(
