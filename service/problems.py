@@ -22,7 +22,6 @@ from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -31,6 +30,7 @@ from litestar.openapi.spec import Example
 from litestar.types import ExceptionHandlersMap
 
 from providers.errors import PayreconError
+from service.db import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +192,9 @@ def exception_handlers() -> ExceptionHandlersMap:
     return {
         HTTPException: _on_http,
         ProblemError: _on_domain,
-        asyncpg.PostgresConnectionError: _on_unavailable,
-        asyncpg.CannotConnectNowError: _on_unavailable,
-        asyncpg.TooManyConnectionsError: _on_unavailable,
-        asyncpg.InterfaceError: _on_unavailable,
-        ConnectionError: _on_unavailable,
-        TimeoutError: _on_unavailable,
+        # Every class service.db calls "unavailable" (InternalClientError after a terminated backend,
+        # OSError, admin/crash shutdown…), so no database blip is ever a 500.
+        **{error: _on_unavailable for error in UNAVAILABLE_ERRORS if issubclass(error, Exception)},
         Exception: _on_internal,
     }
 

@@ -168,12 +168,18 @@ async def finish_run(
     *,
     lead: str | None = None,
 ) -> ReconcileRun | None:
-    """End a running run once; None when it had ended already, or `lead` no longer leads it (taken over)."""
+    """End a running run once; None when it had ended already, or `lead` no longer leads it (taken over).
+
+    Its plan (`run_candidates`) goes with it: an ended run's findings say all there is to say.
+    """
     return _run(
         await conn.fetchrow(
-            f"""update reconcile_runs set status = $2, counts = $3, error = $4, finished_at = now()
-                where id = $1 and status = 'running' and ($5::text is null or lead is not distinct from $5)
-                returning {_RUN_COLUMNS}""",
+            f"""with ended as (
+                    update reconcile_runs set status = $2, counts = $3, error = $4, finished_at = now()
+                    where id = $1 and status = 'running' and ($5::text is null or lead is not distinct from $5)
+                    returning {_RUN_COLUMNS}
+                ), dropped as (delete from run_candidates where run_id in (select id from ended))
+                select * from ended""",
             run_id,
             status.value,
             counts,
@@ -186,8 +192,8 @@ async def finish_run(
 async def record_skipped(conn: Conn, run_id: int) -> tuple[int, int]:
     """A `skipped` finding for each planned candidate the run did not check; returns (planned, skipped).
 
-    The plan (`run_candidates`, written as the run starts: reconciler.candidates.plan) is dropped
-    once read: the findings now say everything about the run's candidates.
+    The plan is `run_candidates`, written as the run starts (reconciler.candidates.plan) and dropped
+    when the run ends (finish_run).
     """
     skipped = await conn.fetch(
         """insert into reconcile_findings (run_id, order_id, provider, account, kind, detail)
@@ -205,7 +211,6 @@ async def record_skipped(conn: Conn, run_id: int) -> tuple[int, int]:
         run_id,
     )
     planned = await conn.fetchval("select count(*) from run_candidates where run_id = $1", run_id)
-    await conn.execute("delete from run_candidates where run_id = $1", run_id)
     return int(planned), len(skipped)
 
 

