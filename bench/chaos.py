@@ -271,6 +271,7 @@ async def run_scenario(scenario: str, seconds: float, orders_per_gateway: int) -
             "PAYRECON_PORT": str(s.port),
             "PAYRECON_GATEWAYS": str(toml),
             "PAYRECON_LOG_LEVEL": "WARNING",
+            "PAYRECON_WORKERS": "1",  # one server process: the one SIGKILL hits
         }
         pool = await db.create_pool(s.database_url, min_size=1, max_size=4)  # direct: the bench's own view
         try:
