@@ -258,7 +258,11 @@ async def inject(s: Servers, scenario: str, seconds: float, fault_ends: list[flo
 
 
 async def run_scenario(scenario: str, seconds: float, orders_per_gateway: int) -> dict[str, object]:
-    folder = Path(tempfile.mkdtemp(prefix=f"payrecon-chaos-{scenario}-"))
+    with tempfile.TemporaryDirectory(prefix=f"payrecon-chaos-{scenario}-") as folder:
+        return await _run_scenario(Path(folder), scenario, seconds, orders_per_gateway)
+
+
+async def _run_scenario(folder: Path, scenario: str, seconds: float, orders_per_gateway: int) -> dict[str, object]:
     async with servers(folder, scenario) as s:
         deliveries, configs, orders = build_deliveries(orders_per_gateway)
         toml = folder / "gateways.toml"
