@@ -34,10 +34,10 @@ import msgspec
 import pgserver
 
 from providers.base import PaymentStatus
-from providers.momo.simulator import Simulator as MomoSimulator
-from providers.stripe.signing import sign_header
-from providers.stripe.simulator import Simulator as StripeSimulator
-from providers.vnpay.simulator import Simulator as VnpaySimulator
+from providers.momo.sim.simulator import Simulator as MomoSimulator
+from providers.stripe.sim.signing import sign_header
+from providers.stripe.sim.simulator import Simulator as StripeSimulator
+from providers.vnpay.sim.simulator import Simulator as VnpaySimulator
 from service import embedded, migrate
 from service.cli import gateways_toml
 from service.serving import free_port

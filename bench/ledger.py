@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 
 from providers.base import PaymentEvent, PaymentStatus
-from providers.momo.simulator import Simulator as MomoSimulator
+from providers.momo.sim.simulator import Simulator as MomoSimulator
 from reconciler.demo import fresh_database
 from service import db, embedded, ledger, migrate
 from service.cli import gateway_table

@@ -41,7 +41,7 @@ import psutil
 import simulators
 
 from providers.http import RetryPolicy
-from providers.registry import adapter_classes
+from providers.registry import gateways
 from reconciler.run import RunEnv, execute
 from service import db, migrate, runs
 from service.settings import load_settings
@@ -78,13 +78,11 @@ async def register(pool: asyncpg.Pool, prefix: str, count: int) -> None:
 
 
 def adapters(tables: dict[str, dict[str, object]], concurrency: int) -> dict[str, object]:
-    classes = adapter_classes()
     built = {}
     for name, table in tables.items():
-        account = msgspec.convert(
-            {**table, "query_concurrency": concurrency, "query_rate": 100_000.0}, classes[name].Account
-        )
-        built[name] = classes[name]([account], retry=RetryPolicy(attempts=2, base_delay=0.01))
+        gateway = gateways()[name]
+        account = msgspec.convert({**table, "query_concurrency": concurrency, "query_rate": 100_000.0}, gateway.account)
+        built[name] = gateway.connect([account], retry=RetryPolicy(attempts=2, base_delay=0.01))
     return built
 
 

@@ -17,8 +17,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from providers.base import WebhookRequest
+from providers.momo import Account as MomoAccount
 from providers.momo import Adapter as MomoAdapter
+from providers.stripe import Account as StripeAccount
 from providers.stripe import Adapter as StripeAdapter
+from providers.vnpay import Account as VnpayAccount
 from providers.vnpay import Adapter as VnpayAdapter
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "vectors.json"
@@ -30,10 +33,10 @@ def deliveries() -> dict[str, tuple[object, WebhookRequest]]:
     stripe = vectors["stripe-01"]
     momo = vectors["momo-01"]
     vnpay = vectors["vnpay-01"]
-    stripe_adapter = StripeAdapter([StripeAdapter.Account(api_key="sk_test_x", webhook_secrets=[stripe["secret"]])])
+    stripe_adapter = StripeAdapter([StripeAccount(api_key="sk_test_x", webhook_secrets=[stripe["secret"]])])
     momo_adapter = MomoAdapter(
         [
-            MomoAdapter.Account(
+            MomoAccount(
                 partner_code=momo["credentials"]["partnerCode"],
                 access_key=momo["credentials"]["accessKey"],
                 secret_keys=[momo["secret"]],
@@ -41,7 +44,7 @@ def deliveries() -> dict[str, tuple[object, WebhookRequest]]:
         ]
     )
     vnpay_adapter = VnpayAdapter(
-        [VnpayAdapter.Account(tmn_code=vnpay["credentials"]["vnp_TmnCode"], hash_secrets=[vnpay["secret"]])]
+        [VnpayAccount(tmn_code=vnpay["credentials"]["vnp_TmnCode"], hash_secrets=[vnpay["secret"]])]
     )
 
     def request(vector: dict, method: str = "POST") -> WebhookRequest:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import signal
 import sys
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from providers.base import PaymentStatus
+from providers.registry import gateways
 from service.serving import serving
 
 GATEWAYS = ("stripe", "momo", "vnpay")
@@ -46,8 +46,8 @@ def provider_data(gateway: str) -> dict[str, str]:
 def build(paid: list[tuple[str, int]]) -> dict[str, Any]:
     sims: dict[str, Any] = {}
     for name in GATEWAYS:
-        module = importlib.import_module(f"providers.{name}.simulator")
-        sims[name] = module.Simulator(clock=lambda: VNPAY_CREATED) if name == "vnpay" else module.Simulator()
+        make = gateways()[name].simulator
+        sims[name] = make(clock=lambda: VNPAY_CREATED) if name == "vnpay" else make()
     for prefix, count in paid:
         for i in range(count):
             name = gateway_of(i)

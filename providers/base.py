@@ -1,7 +1,7 @@
 """The one event model and the adapter protocol every gateway implements.
 
 `PaymentEvent` is the only type that crosses from `providers/` into `service/`;
-`GatewayAdapter` is the whole surface a gateway module offers (DESIGN.md §2).
+`GatewayAdapter` is a gateway's webhook side; providers/gateway.py puts the parts together.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-import httpx
 import msgspec
 
-from providers.acceptance import OrderRules
+from providers.errors import UnknownAccountError
 
 
 class PaymentStatus(StrEnum):
@@ -28,6 +27,39 @@ class PaymentStatus(StrEnum):
     CANCELED = "canceled"
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
+
+    @property
+    def layer(self) -> int:
+        """How far a payment got: news may move an order up the layers, never down (DESIGN.md §3).
+
+        0 pending; 1 in flight or failed (a failed attempt may be followed by a paying one);
+        2 canceled (final unless money moves after all); 3 succeeded; 4 refunded, partly or wholly.
+        """
+        return _LAYER[self]
+
+    @property
+    def is_paid(self) -> bool:
+        """Money moved: succeeded, and the refund states that can only follow it."""
+        return self.layer >= _PAID_LAYER
+
+    @property
+    def is_open(self) -> bool:
+        """Not final yet: the reconciler asks the gateway about it (layers 0 and 1, `failed` included,
+        since a failed attempt may be followed by a paying one). `orders_open_idx` covers these."""
+        return self.layer <= 1
+
+
+_PAID_LAYER = 3
+_LAYER = {
+    PaymentStatus.PENDING: 0,
+    PaymentStatus.PROCESSING: 1,
+    PaymentStatus.AUTHORIZED: 1,
+    PaymentStatus.FAILED: 1,
+    PaymentStatus.CANCELED: 2,
+    PaymentStatus.SUCCEEDED: _PAID_LAYER,
+    PaymentStatus.PARTIALLY_REFUNDED: 4,
+    PaymentStatus.REFUNDED: 4,
+}
 
 
 class OutcomeKind(StrEnum):
@@ -95,16 +127,63 @@ class Ack(msgspec.Struct, frozen=True):
 
 
 class GatewayAccount(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Fields every gateway account has; each gateway's `Account` extends it.
+    """Fields every gateway account has, and the credential rules every gateway shares.
 
-    Loaded from the PAYRECON_GATEWAYS TOML file, one `[[<gateway>]]` table per account.
+    Loaded from the PAYRECON_GATEWAYS TOML file, one `[[<gateway>]]` table per account. A
+    gateway's `Account` extends it and declares, as class variables:
+
+    - `gateway`: its name, for error messages;
+    - `credentials`: the fields that are credentials: each must be non-empty (a list: non-empty,
+      and every element non-empty) — an empty secret would let anyone sign (issue 10.5);
+    - `rotation`: `(list field, shorthand field)` of the secrets that may have signed a delivery,
+      newest first (the first signs our own requests); the shorthand takes one string, as in
+      DESIGN.md §7, and is folded into the list.
+
+    Errors name the gateway and the account in one line; msgspec reports them as the table's
+    validation error when PAYRECON_GATEWAYS is read.
     """
+
+    gateway: ClassVar[str] = "gateway"
+    credentials: ClassVar[tuple[str, ...]] = ()
+    rotation: ClassVar[tuple[str, str | None] | None] = None
 
     account: str = "default"
     api_base: str
     query_concurrency: int = 5  # parallel status queries the reconciler may make on this account
     query_rate: float = 10.0  # status queries per second, at most
     timeout: float = 10.0  # seconds per status-API call
+    # Source addresses (IPs or CIDRs) this account's webhooks may come from; empty: any. Enforced
+    # at the webhook endpoint (engineer `edge`, issue 15), declared here with the account.
+    allowed_sources: list[str] = []
+
+    def __post_init__(self) -> None:
+        if self.rotation is not None:
+            self._fold_shorthand(*self.rotation)
+        for name in self.credentials:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                empty = not value.strip()
+            else:
+                empty = not value or not all(isinstance(v, str) and v.strip() for v in value)
+            if empty:
+                what = "list at least one secret, none of them empty" if isinstance(value, list) else "not be empty"
+                raise ValueError(f"[[{self.gateway}]] account {self.account!r}: {name} must {what}")
+
+    def _fold_shorthand(self, many: str, one: str | None) -> None:
+        if one is None or getattr(self, one) is None:
+            return
+        if getattr(self, many):
+            raise ValueError(f"[[{self.gateway}]] account {self.account!r}: give {many} or {one}, not both")
+        setattr(self, many, [getattr(self, one)])
+        setattr(self, one, None)
+
+    @property
+    def signing_secret(self) -> str:
+        """The newest of the rotated secrets: what our own requests are signed with."""
+        if self.rotation is None:
+            raise TypeError(f"[[{self.gateway}]] accounts rotate no secrets")
+        secrets: list[str] = getattr(self, self.rotation[0])
+        return secrets[0]
 
 
 AccountT = TypeVar("AccountT", bound=GatewayAccount)
@@ -121,28 +200,25 @@ def index_accounts(gateway: str, accounts: Iterable[AccountT], by: str = "accoun
     return found
 
 
+def lookup_account(gateway: str, accounts: Mapping[str, AccountT], name: str) -> AccountT:
+    """The account `name` of `accounts`; UnknownAccountError (the same for every gateway) otherwise."""
+    found = accounts.get(name)
+    if found is None:
+        # the held names are not listed: a webhook's error text may go back to whoever called the URL
+        raise UnknownAccountError(f"no [[{gateway}]] account {name[:64]!r} in PAYRECON_GATEWAYS")
+    return found
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 @runtime_checkable
 class GatewayAdapter(Protocol):
-    """What a gateway module offers. Found through the `payrecon.providers` entry-point group.
+    """The webhook side of a gateway (providers.gateway.Gateway.adapter); never touches the database.
 
-    An adapter is built as `Adapter(accounts, clock=...)` from its gateway's accounts in
-    PAYRECON_GATEWAYS; it never touches the database or the web framework.
+    Built as `Adapter(accounts)` from the gateway's accounts in PAYRECON_GATEWAYS.
     """
-
-    name: ClassVar[str]
-    order_rules: ClassVar[OrderRules]  # what it accepts as an order (currencies, limits, provider_data)
-    Account: ClassVar[type[GatewayAccount]]  # the gateway's subclass; PAYRECON_GATEWAYS tables decode into it
-
-    def __init__(self, accounts: Sequence[GatewayAccount], *, clock: Clock = ...) -> None:
-        """Hold these accounts (each an instance of `Account`); `clock` is the time status answers carry."""
-
-    @property
-    def accounts(self) -> Mapping[str, GatewayAccount]:
-        """Account name → its configuration (read-only here, so an adapter may hold its own subclass)."""
 
     def verify(self, request: WebhookRequest) -> None:
         """Check the signature over the raw request; raise SignatureError, ReplayError or MalformedError."""
@@ -158,9 +234,6 @@ class GatewayAdapter(Protocol):
 
     def retry_later(self) -> Ack:
         """The answer that makes the gateway deliver again (our database is unavailable)."""
-
-    async def fetch_status(self, query: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
-        """Ask the gateway's status API; None when the gateway does not know the payment."""
 
 
 Clock = Callable[[], datetime]

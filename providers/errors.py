@@ -31,6 +31,10 @@ class UnknownAccountError(MalformedError):
     """The request names a gateway account (partner code, terminal, URL account) we do not hold."""
 
 
+class InvalidAmountError(MalformedError):
+    """The request states an amount no order can have (VNPay: a vnp_Amount that is not VND × 100)."""
+
+
 class GatewayUnavailableError(GatewayError):
     """The gateway's status API did not answer usefully after the retry budget (timeouts, 5xx, 429)."""
 

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from providers.base import PaymentStatus
 from service.db import Conn
 
 
@@ -47,7 +48,7 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
 # is an audit: every order created since then, whatever its status (paid ones included: that is
 # how a ledger-paid order the gateway does not confirm, or a refund no webhook announced, is found).
 # Parameters shared by every statement: $1 grace s, $2 horizon s, $3 since, $4 gateways.
-OPEN_STATUSES = ("pending", "processing", "authorized", "failed")
+OPEN_STATUSES = tuple(s.value for s in PaymentStatus if s.is_open)  # migrations/0031 indexes the same set
 _CANDIDATES = f"""
     cand as (
         select o.id from orders o

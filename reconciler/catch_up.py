@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 import httpx
 
-from providers.base import GatewayAdapter, PaymentEvent
+from providers.base import PaymentEvent
+from providers.gateway import Connected, EventsFeed
 from reconciler.limits import Limits, accounts_of
 from reconciler.verdict import moved
 from service import ledger, runs
@@ -26,12 +27,6 @@ from service.runs import FindingKind, ReconcileRun
 
 log = logging.getLogger(__name__)
 OUR_FAILURES: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, asyncpg.PostgresError)
-
-
-class CatchUpAdapter(Protocol):
-    async def catch_up(
-        self, account: str, cursor: int | None, client: httpx.AsyncClient
-    ) -> tuple[list[PaymentEvent], int | None]: ...
 
 
 class _Repair:
@@ -44,19 +39,19 @@ class _Repair:
 async def catch_up_all(
     pool: asyncpg.Pool,
     run: ReconcileRun,
-    gateways: Mapping[str, GatewayAdapter],
+    gateways: Mapping[str, Connected],
     limits: Limits,
     http: httpx.AsyncClient,
 ) -> dict[str, dict[str, Any]]:
     """Catch up every account of every gateway that has a feed; per account: events, applied, or error."""
     summary: dict[str, dict[str, Any]] = {}
-    for name, adapter in gateways.items():
-        if not hasattr(adapter, "catch_up"):
+    for name, gateway in gateways.items():
+        if gateway.events is None:
             continue
-        for account in accounts_of(adapter):
+        for account in accounts_of(gateway):
             key = f"{name}/{account.account}"
             try:
-                summary[key] = await catch_up_account(pool, run, name, account.account, adapter, limits, http)
+                summary[key] = await catch_up_account(pool, run, name, account.account, gateway.events, limits, http)
             except OUR_FAILURES:
                 raise  # our database failed, not the feed: the run fails
             except Exception as exc:  # the feed failed: the run is partial, the cursor stays
@@ -70,13 +65,12 @@ async def catch_up_account(
     run: ReconcileRun,
     provider: str,
     account: str,
-    adapter: Any,
+    feed: EventsFeed,
     limits: Limits,
     http: httpx.AsyncClient,
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
         cursor = await runs.get_cursor(conn, provider, account)
-    feed: CatchUpAdapter = adapter
     events, next_cursor = await limits.for_account(provider, account).call(lambda: feed.catch_up(account, cursor, http))
     outcomes: dict[str, int] = {}
     repairs: dict[str, _Repair] = {}  # order id → first and last state: one finding per order

@@ -18,7 +18,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from providers.base import GatewayAdapter
+from providers.gateway import Connected
 from reconciler import report as reports
 from reconciler.run import RunEnv, count_due, execute
 from service import db, embedded, migrate, runs, since
@@ -28,7 +28,7 @@ from service.runs import FindingKind, RunParams, RunStatus, Trigger
 from service.settings import Settings, SettingsError
 
 
-def gateways_of(settings: Settings) -> dict[str, GatewayAdapter]:
+def gateways_of(settings: Settings) -> dict[str, Connected]:
     try:
         return load_gateways(settings.gateways)
     except SettingsError as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import secrets
 import shlex
@@ -32,6 +31,7 @@ import msgspec
 from arq.worker import Worker
 from rich.console import Console
 
+from providers.registry import gateways as installed_gateways
 from providers.simkit import Faults, SimulatedGateway
 from reconciler import report
 from reconciler.demo_shop import Shop
@@ -44,7 +44,6 @@ from service.runs import ReconcileRun
 from service.serving import free_port, serving
 from service.settings import Settings
 
-GATEWAYS = ("stripe", "momo", "vnpay")
 DEMO_DATABASE = "payrecon_demo"
 SCRATCH_MARK = "payrecon scratch database: dropped and recreated by every demo or benchmark run"
 
@@ -113,10 +112,9 @@ async def story(s: Settings, console: Console, *, once: bool, per_gateway: int, 
         port = free_port(s.port)
         api_url = f"http://127.0.0.1:{port}"
         sims: dict[str, SimulatedGateway] = {}
-        for i, name in enumerate(GATEWAYS):
-            module = importlib.import_module(f"providers.{name}.simulator")
+        for i, name in enumerate(installed_gateways()):
             faults = Faults(drop_rate=drop, seed=seed + i)
-            sims[name] = module.Simulator(webhook_url=f"{api_url}/webhooks/{name}", faults=faults)
+            sims[name] = installed_gateways()[name].simulator(webhook_url=f"{api_url}/webhooks/{name}", faults=faults)
             stack.push_async_callback(sims[name].dispatcher.aclose)
         sim_urls = {n: await stack.enter_async_context(serving(sim.asgi_app(), free_port())) for n, sim in sims.items()}
         document = {name: [sim.gateway_config(sim_urls[name])] for name, sim in sims.items()}

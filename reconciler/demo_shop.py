@@ -16,7 +16,8 @@ import httpx
 import msgspec
 from rich.table import Table
 
-from providers.base import GatewayAdapter, PaymentStatus, StatusQuery
+from providers.base import PaymentStatus, StatusQuery
+from providers.gateway import Connected
 from providers.simkit import SimulatedGateway
 from reconciler.verdict import agrees
 
@@ -29,6 +30,9 @@ OUTCOMES: dict[str, list[tuple[list[PaymentStatus], int]]] = {
     "momo": [([S.SUCCEEDED], 6), ([S.FAILED], 2), ([S.CANCELED], 2), ([], 1)],
     "vnpay": [([S.SUCCEEDED], 6), ([S.FAILED], 2), ([S.CANCELED], 2), ([], 1)],
 }
+# Any other installed gateway (a plugin): a VND wallet's customers, as for MoMo.
+DEFAULT_PRICE = (150_000, "VND")
+DEFAULT_OUTCOMES = OUTCOMES["momo"]
 
 
 class ShopOrder(msgspec.Struct, kw_only=True):
@@ -52,8 +56,8 @@ class Shop:
     async def register(self, per_gateway: int) -> None:
         """Customers check out: each gateway creates a payment, the shop registers the expected payment."""
         for gateway in self.sims:
-            amount, currency = PRICES[gateway]
-            choices, weights = zip(*OUTCOMES[gateway], strict=True)
+            amount, currency = PRICES.get(gateway, DEFAULT_PRICE)
+            choices, weights = zip(*OUTCOMES.get(gateway, DEFAULT_OUTCOMES), strict=True)
             for i in range(per_gateway):
                 order_id = f"{self.tag}-{gateway}-{i + 1:02d}"
                 # Our own PaymentIntent ids: a seeded simulator would repeat its ids in a reused database.
@@ -100,7 +104,7 @@ class Shop:
         return sum(len({d.notification for d in sim.dispatcher.deliveries}) for sim in self.sims.values())
 
     async def compare(
-        self, gateways: Mapping[str, GatewayAdapter], http: httpx.AsyncClient
+        self, gateways: Mapping[str, Connected], http: httpx.AsyncClient
     ) -> tuple[Table, list[tuple[str, str, str]]]:
         """Ledger (GET /v1/orders/{id}) against gateway (its status API), per order."""
         table = Table(title_justify="left")
@@ -120,7 +124,7 @@ class Shop:
                 created_at=datetime.fromisoformat(stored["created_at"].replace("Z", "+00:00")),
                 provider_data=order.provider_data,
             )
-            event = await gateways[order.gateway].fetch_status(query, http)
+            event = await gateways[order.gateway].status.fetch_status(query, http)
             truth = "unknown" if event is None else event.status.value
             counts = per_gateway.setdefault(order.gateway, [0, 0])
             same = agrees(ledger, truth)

@@ -14,8 +14,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
-from providers.base import GatewayAccount, GatewayAdapter
+from providers.base import GatewayAccount
 from providers.errors import GatewayError, GatewayUnavailableError
+from providers.gateway import Connected
 
 T = TypeVar("T")
 BREAKER_THRESHOLD = 5  # consecutive failed queries that open the breaker
@@ -26,9 +27,9 @@ class CircuitOpenError(GatewayError):
     """The account failed too often in this run: it is not asked again until the next run."""
 
 
-def accounts_of(adapter: GatewayAdapter) -> list[GatewayAccount]:
-    """The accounts an adapter holds."""
-    return list(adapter.accounts.values())
+def accounts_of(gateway: Connected) -> list[GatewayAccount]:
+    """The accounts a connected gateway holds."""
+    return list(gateway.accounts.values())
 
 
 class GatewayLimiter:
@@ -103,7 +104,7 @@ class GatewayLimiter:
 class Limits:
     """The limiters of one run, built lazily from the adapters' account settings."""
 
-    def __init__(self, gateways: Mapping[str, GatewayAdapter], *, threshold: int = BREAKER_THRESHOLD) -> None:
+    def __init__(self, gateways: Mapping[str, Connected], *, threshold: int = BREAKER_THRESHOLD) -> None:
         self._accounts: dict[tuple[str, str], GatewayAccount] = {
             (name, account.account): account for name, adapter in gateways.items() for account in accounts_of(adapter)
         }

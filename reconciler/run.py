@@ -19,7 +19,8 @@ import asyncpg
 import httpx
 from msgspec.structs import replace
 
-from providers.base import GatewayAdapter, StatusQuery
+from providers.base import StatusQuery
+from providers.gateway import Connected
 from reconciler import candidates
 from reconciler.catch_up import catch_up_all
 from reconciler.limits import CircuitOpenError, Limits
@@ -44,7 +45,7 @@ class RunEnv:
         self,
         *,
         pool: asyncpg.Pool,
-        gateways: Mapping[str, GatewayAdapter],
+        gateways: Mapping[str, Connected],
         http: httpx.AsyncClient,
         settings: Settings,
     ) -> None:
@@ -57,7 +58,7 @@ class RunEnv:
         self.leading: set[int] = set()
         self.helping: set[int] = set()
 
-    def gateways_for(self, run: ReconcileRun) -> dict[str, GatewayAdapter]:
+    def gateways_for(self, run: ReconcileRun) -> dict[str, Connected]:
         wanted = run.params.provider
         return {n: a for n, a in self.gateways.items() if wanted is None or n == wanted}
 
@@ -146,7 +147,7 @@ async def _take_part(
 async def _check_candidates(
     env: RunEnv,
     run: ReconcileRun,
-    gateways: Mapping[str, GatewayAdapter],
+    gateways: Mapping[str, Connected],
     limits: Limits,
     progress: Progress | None,
     source: AsyncIterator[candidates.Candidate],
@@ -174,7 +175,7 @@ async def check_order(
     env: RunEnv,
     run: ReconcileRun,
     order: candidates.Candidate,
-    gateways: Mapping[str, GatewayAdapter],
+    gateways: Mapping[str, Connected],
     limits: Limits,
     progress: Progress | None = None,
 ) -> Verdict:
@@ -200,7 +201,7 @@ async def check_order(
         limiter = limits.for_account(ref.provider, ref.account)
         was_open = limiter.open
         try:
-            timed = partial(_timed, ref.provider, ref.account, adapter.fetch_status, query, env.http)
+            timed = partial(_timed, ref.provider, ref.account, adapter.status.fetch_status, query, env.http)
             event = await limiter.call(timed)
         except Exception as exc:  # every gateway failure is a finding, never an order change
             not_asked += isinstance(exc, CircuitOpenError)
@@ -305,7 +306,7 @@ def _describe(exc: BaseException) -> str:
 async def _settle(
     env: RunEnv,
     run: ReconcileRun,
-    gateways: Mapping[str, GatewayAdapter],
+    gateways: Mapping[str, Connected],
     limits: Limits,
     progress: Progress | None,
     rule: candidates.ClaimRule,

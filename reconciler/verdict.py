@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import msgspec
 
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
-from service.model import Outcome
+from service.model import AnomalyKind, Outcome
 from service.runs import FindingKind
 
-PAID = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED})
+PAID = frozenset(s for s in PaymentStatus if s.is_paid)
 NOT_PAID = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELED})
-MISMATCH_ANOMALY = "ledger_gateway_mismatch"
+MISMATCH_ANOMALY = AnomalyKind.LEDGER_GATEWAY_MISMATCH
 
 
 def agrees(ledger: str, gateway: str) -> bool:

@@ -32,7 +32,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Worker
 
-from providers.base import GatewayAdapter
+from providers.gateway import Connected
 from reconciler.resilience import ResilientWorker
 from reconciler.run import RunEnv, count_due, execute
 from reconciler.watchdog import Watchdog
@@ -80,7 +80,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     assert settings.database_url is not None
     pool = await db.create_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
-    gateways: dict[str, GatewayAdapter] | None = ctx.get("gateways")
+    gateways: dict[str, Connected] | None = ctx.get("gateways")
     if gateways is None:
         gateways = load_gateways(settings.gateways)
     http: httpx.AsyncClient | None = ctx.get("http")
@@ -198,7 +198,7 @@ async def join_run(ctx: dict[str, Any], run_id: int) -> dict[str, Any]:
 def worker_options(
     settings: Settings,
     *,
-    gateways: dict[str, GatewayAdapter] | None = None,
+    gateways: dict[str, Connected] | None = None,
     http: httpx.AsyncClient | None = None,
     schedule: bool = True,
 ) -> dict[str, Any]:

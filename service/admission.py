@@ -3,7 +3,7 @@
 An order in `XYZ`, in USD on MoMo, of 0 VND, on an account PAYRECON_GATEWAYS does not configure,
 or a VNPay order without the pay URL's `vnp_CreateDate` would be accepted and then fail in every
 reconciliation run. Each is refused here with a 400 naming the field. The facts are the ISO 4217
-table (`providers.currencies`) and each gateway's `order_rules` (declared by its adapter).
+table (`providers.currencies`) and each gateway's `order_rules` (part of its providers.gateway.Gateway).
 """
 
 from __future__ import annotations
@@ -12,19 +12,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from providers.acceptance import OrderRules
-from providers.base import GatewayAdapter
 from providers.currencies import format_amount, minor_units
+from providers.gateway import Connected
 from service.problems import FieldError, invalid_fields
 
 
-def _rules(adapter: GatewayAdapter) -> OrderRules:
-    # A third-party adapter written before `order_rules` existed accepts what the defaults accept.
-    rules: OrderRules = getattr(adapter, "order_rules", OrderRules())
-    return rules
-
-
-def provider_errors(gateways: Mapping[str, GatewayAdapter], provider: str, account: str) -> list[FieldError]:
+def provider_errors(gateways: Mapping[str, Connected], provider: str, account: str) -> list[FieldError]:
     """The gateway and its account must be configured here, or the reconciler could never ask about it."""
     adapter = gateways.get(provider)
     if adapter is None:
@@ -45,7 +38,7 @@ def currency_errors(currency: str) -> list[FieldError]:
 
 
 def payment_errors(
-    adapter: GatewayAdapter,
+    adapter: Connected,
     amount: int,
     currency: str,
     *,
@@ -53,7 +46,7 @@ def payment_errors(
     amount_field: str = "amount",
 ) -> list[FieldError]:
     """Whether this gateway takes this amount in this currency (amount > 0, its currencies, its limits)."""
-    rules = _rules(adapter)
+    rules = adapter.order_rules
     if rules.currencies is not None and currency not in rules.currencies:
         takes = ", ".join(sorted(rules.currencies))
         return [FieldError(currency_field, f"{adapter.name} does not take {currency} (it takes {takes})")]
@@ -67,9 +60,9 @@ def payment_errors(
     return []
 
 
-def provider_data_errors(adapter: GatewayAdapter, provider_data: Mapping[str, Any]) -> list[FieldError]:
+def provider_data_errors(adapter: Connected, provider_data: Mapping[str, Any]) -> list[FieldError]:
     errors = []
-    for key, pattern in _rules(adapter).required_provider_data.items():
+    for key, pattern in adapter.order_rules.required_provider_data.items():
         value = provider_data.get(key)
         field = f"provider_data.{key}"
         if value is None:
@@ -80,7 +73,7 @@ def provider_data_errors(adapter: GatewayAdapter, provider_data: Mapping[str, An
 
 
 def check_order(
-    gateways: Mapping[str, GatewayAdapter],
+    gateways: Mapping[str, Connected],
     *,
     provider: str,
     account: str,
@@ -102,7 +95,7 @@ def check_order(
 
 
 def check_reference(
-    gateways: Mapping[str, GatewayAdapter],
+    gateways: Mapping[str, Connected],
     *,
     provider: str,
     account: str,

@@ -16,7 +16,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
-from providers.base import GatewayAdapter
+from providers.gateway import Connected
 from service import auth, db, logs, migrate
 from service.api import anomalies, health, metrics, orders, reconciliation, webhook_endpoints, webhooks
 from service.gateways import load_gateways
@@ -70,7 +70,7 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
         await pool.close()
 
 
-def create_app(settings: Settings | None = None, *, gateways: dict[str, GatewayAdapter] | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, gateways: dict[str, Connected] | None = None) -> Litestar:
     """Build the app. Tests pass settings (and adapters) explicitly instead of touching the environment."""
     settings = settings or load_settings()
     if gateways is None:

@@ -220,15 +220,14 @@ def serve_app(server: Any) -> None:
 @click.option("--webhook-url", help="Where the simulator delivers webhooks, e.g. http://127.0.0.1:8000/webhooks/momo")
 def simulate(gateway: str, host: str, port: int, webhook_url: str | None) -> None:
     """Run a gateway simulator (status API + /_sim control API) standalone."""
-    import importlib
-
     import uvicorn
 
-    try:
-        module = importlib.import_module(f"providers.{gateway}.simulator")
-    except ModuleNotFoundError:
-        raise CliError(f"no simulator for gateway {gateway!r}") from None
-    simulator = module.Simulator(webhook_url=webhook_url)
+    from providers.registry import gateways
+
+    installed = gateways()
+    if gateway not in installed:
+        raise CliError(f"no gateway {gateway!r} is installed; installed are: {', '.join(installed) or 'none'}")
+    simulator = installed[gateway].simulator(webhook_url=webhook_url)
     click.echo(f"{gateway} simulator on http://{host}:{port}; its account for the PAYRECON_GATEWAYS file:\n")
     click.echo(gateway_table(gateway, simulator.gateway_config(f"http://{host}:{port}")))
     config = uvicorn.Config(simulator.asgi_app(), host=host, port=port, log_level="warning", lifespan="on")

@@ -1,7 +1,7 @@
-"""Builds the configured gateway adapters from the PAYRECON_GATEWAYS TOML file.
+"""Connects the configured gateways from the PAYRECON_GATEWAYS TOML file.
 
-Each `[[<gateway>]]` table is one account, decoded with the adapter's own `Account` Struct,
-so a typo in a credential name fails at start with the table and field named.
+Each `[[<gateway>]]` table is one account, decoded with the installed gateway's own account
+Struct, so a typo in a credential name fails at start with the table and field named.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from typing import Any
 
 import msgspec
 
-from providers.base import GatewayAccount, GatewayAdapter
-from providers.registry import adapter_classes
+from providers.base import GatewayAccount
+from providers.gateway import Connected
+from providers.http import DEFAULT_POLICY, RetryPolicy
+from providers.registry import gateways
 from service.settings import SettingsError
 
 
-def load_gateways(path: str | None) -> dict[str, GatewayAdapter]:
-    """Gateway name → adapter holding that gateway's accounts. No file → no gateways."""
+def load_gateways(path: str | None) -> dict[str, Connected]:
+    """Gateway name → that gateway holding its accounts. No file → no gateways."""
     if path is None:
         return {}
     try:
@@ -30,25 +32,27 @@ def load_gateways(path: str | None) -> dict[str, GatewayAdapter]:
     return build_gateways(document, source=path)
 
 
-def build_gateways(document: dict[str, list[dict[str, Any]]], *, source: str = "gateways") -> dict[str, GatewayAdapter]:
-    available = adapter_classes()
-    adapters: dict[str, GatewayAdapter] = {}
+def build_gateways(
+    document: dict[str, list[dict[str, Any]]], *, source: str = "gateways", retry: RetryPolicy = DEFAULT_POLICY
+) -> dict[str, Connected]:
+    available = gateways()
+    connected: dict[str, Connected] = {}
     for name, tables in document.items():
-        cls = available.get(name)
-        if cls is None:
+        gateway = available.get(name)
+        if gateway is None:
             raise SettingsError(
                 f"PAYRECON_GATEWAYS: {source} names gateway [[{name}]], installed are: {', '.join(sorted(available))}"
             )
         try:
-            # list[cls.Account], built at run time: mypy takes no variable as a type
-            accounts: list[GatewayAccount] = msgspec.convert(tables, GenericAlias(list, cls.Account))
+            # list[gateway.account], built at run time: mypy takes no variable as a type
+            accounts: list[GatewayAccount] = msgspec.convert(tables, GenericAlias(list, gateway.account))
         except msgspec.ValidationError as exc:
             raise SettingsError(f"PAYRECON_GATEWAYS: [[{name}]] in {source}: {exc}") from None
         names = [a.account for a in accounts]
         if len(set(names)) != len(names):
             raise SettingsError(f"PAYRECON_GATEWAYS: [[{name}]] in {source} lists an account twice: {names}")
         try:
-            adapters[name] = cls(accounts)
+            connected[name] = gateway.connect(accounts, retry=retry)
         except ValueError as exc:  # e.g. one partner code configured under two account names
             raise SettingsError(f"PAYRECON_GATEWAYS: [[{name}]] in {source}: {exc}") from None
-    return adapters
+    return connected

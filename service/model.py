@@ -23,6 +23,19 @@ class Source(StrEnum):
     MANUAL = "manual"
 
 
+class AnomalyKind(StrEnum):
+    """What ops must look at. The `anomalies.kind` check lists exactly these (tests/test_schema_enums.py)."""
+
+    AMOUNT_MISMATCH = "amount_mismatch"  # the gateway's amount is not the order's
+    LATE_SUCCESS = "late_success"  # a success after the order was canceled or failed: money moved anyway
+    MISSED_SUCCESS = "missed_success"  # a refund of an order we never saw paid
+    REFUND_EXCEEDS_PAYMENT = "refund_exceeds_payment"
+    DOUBLE_PAYMENT = "double_payment"  # a second payment succeeded for a paid order
+    REFUND_OF_UNKNOWN_PAYMENT = "refund_of_unknown_payment"  # a refund of a payment the order never recorded
+    GATEWAY_FLAG = "gateway_flag"  # the gateway itself flagged the payment (fraud review, reversal)
+    LEDGER_GATEWAY_MISMATCH = "ledger_gateway_mismatch"  # the reconciler found the ledger paid, the gateway not
+
+
 class OrderReference(msgspec.Struct, frozen=True, kw_only=True):
     """One gateway reference of an order: one per payment attempt."""
 

@@ -43,6 +43,7 @@ from typing import Any
 import msgspec
 
 from providers.base import OutcomeKind, PaymentStatus
+from service.model import AnomalyKind
 
 S = PaymentStatus
 
@@ -99,7 +100,7 @@ class News(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Anomaly(msgspec.Struct, frozen=True):
-    kind: str
+    kind: AnomalyKind
     detail: dict[str, Any]
 
 
@@ -128,7 +129,9 @@ def decide(order: Facts, news: News) -> Decision:
             "status": str(news.status),
             "money_moved": LAYER[news.status] >= PAID_LAYER,
         }
-        return Decision(kind=OutcomeKind.AMOUNT_MISMATCH, after=order, anomalies=(Anomaly("amount_mismatch", detail),))
+        return Decision(
+            kind=OutcomeKind.AMOUNT_MISMATCH, after=order, anomalies=(Anomaly(AnomalyKind.AMOUNT_MISMATCH, detail),)
+        )
     payment = _payment(order, news)
     paid_by, named = order.provider_payment_id, news.provider_payment_id
     if LAYER[news.status] < PAID_LAYER or paid_by is None or named is None or named == paid_by:
@@ -188,7 +191,7 @@ def _another_payment(order: Facts, news: News, payment: Payment) -> Decision:
         anomalies = list(excess)
         if paying_refunded < order.amount:
             detail = {"paid_by": named, "provider_payment_id": paid_by, "amount": order.amount}
-            anomalies.append(Anomaly("double_payment", detail))
+            anomalies.append(Anomaly(AnomalyKind.DOUBLE_PAYMENT, detail))
         return Decision(
             kind=OutcomeKind.APPLIED,
             after=after,
@@ -202,11 +205,11 @@ def _another_payment(order: Facts, news: News, payment: Payment) -> Decision:
         if not settled:
             # Two attempts both charged the customer: the order stays paid by the first; ops refund one.
             detail = {"paid_by": paid_by, "provider_payment_id": named, "amount": news.amount}
-            anomalies.append(Anomaly("double_payment", detail))
+            anomalies.append(Anomaly(AnomalyKind.DOUBLE_PAYMENT, detail))
     elif order.payment is None or LAYER[order.payment.status] < PAID_LAYER:
         # A refund of a payment the order never saw capture money: recorded against it, moves nothing.
         detail = {"paid_by": paid_by, "provider_payment_id": named, "refunded_amount": payment.refunded_amount}
-        anomalies.insert(0, Anomaly("refund_of_unknown_payment", detail))
+        anomalies.insert(0, Anomaly(AnomalyKind.REFUND_OF_UNKNOWN_PAYMENT, detail))
     kind = OutcomeKind.ANOMALY if anomalies else OutcomeKind.STALE
     return Decision(
         kind=kind, after=order, payment=payment, anomalies=tuple(anomalies), resolves_double_payment=settled
@@ -218,7 +221,7 @@ def _excess_refund(order: Facts, news: News) -> tuple[Anomaly, ...]:
     if LAYER[news.status] < 4 or claimed is None or claimed <= order.amount:
         return ()
     detail = {"refunded_amount": claimed, "amount": order.amount, "currency": order.currency}
-    return (Anomaly("refund_exceeds_payment", detail),)
+    return (Anomaly(AnomalyKind.REFUND_EXCEEDS_PAYMENT, detail),)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -287,7 +290,7 @@ def _refund(order: Facts, news: News) -> Decision:
             anomalies.insert(0, _late_success(order, news))
         else:
             detail = {"from_status": str(order.status), "refund_status": str(news.status)}
-            anomalies.insert(0, Anomaly("missed_success", detail))
+            anomalies.insert(0, Anomaly(AnomalyKind.MISSED_SUCCESS, detail))
         return _move(order, news, status, refunded, *anomalies)
     if current < LAYER[S.REFUNDED] or refunded > order.refunded_amount:
         return _move(order, news, status, refunded, *anomalies)
@@ -300,4 +303,4 @@ def _late_success(order: Facts, news: News) -> Anomaly:
         "status": str(news.status),
         "provider_payment_id": news.provider_payment_id,
     }
-    return Anomaly("late_success", detail)
+    return Anomaly(AnomalyKind.LATE_SUCCESS, detail)

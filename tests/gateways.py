@@ -1,4 +1,4 @@
-"""The three gateway simulators and payrecon adapters configured to talk to them.
+"""The installed gateways' simulators and payrecon connected to them.
 
 Tests, like the demo, run every gateway through its simulator (DESIGN.md §1): the same
 credentials on both sides, the simulator's status API reached through `api_base`.
@@ -6,28 +6,26 @@ credentials on both sides, the simulator's status API reached through `api_base`
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import httpx
 
-from providers.base import GatewayAdapter
+from providers.gateway import Connected
+from providers.registry import gateways
 from providers.simkit import Faults, SimulatedGateway
 from service.gateways import build_gateways
 
-GATEWAYS = ("stripe", "momo", "vnpay")
+GATEWAYS = ("stripe", "momo", "vnpay")  # the built-in ones, which tests of specific behaviour name
 
 
 def simulator(
     name: str, *, webhook_url: str | None = None, faults: Faults | None = None, client: httpx.AsyncClient | None = None
 ) -> SimulatedGateway:
-    module = importlib.import_module(f"providers.{name}.simulator")
-    sim: SimulatedGateway = module.Simulator(webhook_url=webhook_url, faults=faults, client=client)
-    return sim
+    return gateways()[name].simulator(webhook_url=webhook_url, faults=faults, client=client)
 
 
-def adapters_for(sims: dict[str, SimulatedGateway], api_bases: dict[str, str]) -> dict[str, GatewayAdapter]:
-    """Adapters holding the simulators' credentials, each pointed at `api_bases[name]`."""
+def adapters_for(sims: dict[str, SimulatedGateway], api_bases: dict[str, str]) -> dict[str, Connected]:
+    """Gateways holding the simulators' credentials, each pointed at `api_bases[name]`."""
     document: dict[str, list[dict[str, Any]]] = {
         name: [sim.gateway_config(api_bases[name])] for name, sim in sims.items()
     }
@@ -49,6 +47,6 @@ def sim_api_bases(names: tuple[str, ...] = GATEWAYS) -> dict[str, str]:
     return {name: f"http://{name}.sim" for name in names}
 
 
-def configured(names: tuple[str, ...] = GATEWAYS) -> dict[str, GatewayAdapter]:
+def configured(names: tuple[str, ...] = GATEWAYS) -> dict[str, Connected]:
     """Adapters with each simulator's `default` account configured, as PAYRECON_GATEWAYS would give them."""
     return adapters_for({name: simulator(name) for name in names}, sim_api_bases(names))

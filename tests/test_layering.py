@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from providers.registry import adapter_classes
+from providers.registry import gateways
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCKED = ("service", "reconciler", "litestar", "asyncpg")
 
 _PROBE = """
-import importlib, importlib.abc, json, sys
+import importlib.abc, json, sys
 
 BLOCKED = {blocked!r}
 
@@ -36,19 +37,16 @@ sys.meta_path.insert(0, Refuse())
 # The finder works: a blocked package really is unreachable.
 for name in BLOCKED:
     try:
-        importlib.import_module(name)
+        __import__(name)
     except ImportError:
         pass
     else:
         raise SystemExit(f"probe broken: {{name}} imported despite the block")
 
-from providers.registry import adapter_classes
+from providers.registry import gateways
 
-loaded = {{}}
-for name, cls in adapter_classes().items():
-    importlib.import_module(f"providers.{{name}}.adapter")
-    loaded[name] = cls.__module__
-print(json.dumps({{"adapters": loaded, "modules": sorted(m for m in sys.modules if m.startswith("providers"))}}))
+loaded = {{name: getattr(gateway.adapter, "__module__", "") for name, gateway in gateways().items()}}
+print(json.dumps({{"adapters": loaded, "modules": sorted(sys.modules)}}))
 """
 
 
@@ -59,11 +57,24 @@ def test_adapters_import_without_service_framework_or_driver() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(found["adapters"]) == set(adapter_classes())
+    assert set(found["adapters"]) == set(gateways())
     assert {"stripe", "momo", "vnpay"} <= set(found["adapters"])
-    # Importing an adapter must not drag its simulator (the one module allowed litestar) along.
-    simulators = [m for m in found["modules"] if m.rsplit(".", 1)[-1].startswith("sim")]
+    # Loading the registry must not drag a simulator (the one code allowed litestar) along.
+    simulators = [m for m in found["modules"] if ".sim" in m or m.startswith("litestar")]
     assert simulators == [], simulators
+
+
+def test_the_core_names_no_gateway() -> None:
+    # Issue 12: every place that needs a gateway asks the registry; none reaches into a gateway package.
+    pattern = re.compile(r"import_module|providers\.(stripe|momo|vnpay)")
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for package in ("service", "reconciler")
+        for path in sorted((REPO / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if pattern.search(line)
+    ]
+    assert found == []
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

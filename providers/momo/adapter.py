@@ -1,34 +1,21 @@
-"""The MoMo adapter: IPN verification and parsing, the 204 acknowledgement, the status query."""
+"""The MoMo adapter: IPN verification and parsing, the 204 acknowledgement."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-import httpx
 import msgspec
 
 from providers.acceptance import AmountLimits, OrderRules
-from providers.base import (
-    Ack,
-    Clock,
-    GatewayAccount,
-    OutcomeKind,
-    PaymentEvent,
-    PaymentStatus,
-    StatusQuery,
-    WebhookRequest,
-    index_accounts,
-    utcnow,
-)
+from providers.answers import dedupe_key
+from providers.base import Ack, OutcomeKind, PaymentEvent, PaymentStatus, WebhookRequest, index_accounts
+from providers.codes import CodeOutcome, unlisted
 from providers.errors import MalformedError, SignatureError, UnknownAccountError
-from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
-from providers.momo import signing, status
-from providers.momo.account import Account as MomoAccount  # in Adapter, `Account` is the ClassVar
-from providers.momo.wire import RESULT_CODES, UNLISTED_FLAG, CodeKind, Ipn
+from providers.momo import signing
+from providers.momo.account import Account as MomoAccount
+from providers.momo.wire import RESULT_CODES, Ipn
 
 NAME = "momo"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,11 +24,6 @@ REJECTIONS: tuple[tuple[type[Exception], str], ...] = (  # most specific first
     (UnknownAccountError, "unknown_partner"),
     (MalformedError, "malformed"),
 )
-
-
-def new_request_id() -> str:
-    """MoMo wants a new requestId (at most 50 characters) for every call (§3)."""
-    return f"payrecon-{uuid.uuid4().hex}"
 
 
 # MoMo takes VND only; its create API bounds one payment to 1,000–50,000,000 VND (e-wallet; ATM starts
@@ -56,22 +38,8 @@ class Adapter:
     """MoMo (AIO v2): JSON IPNs signed with HMAC-SHA256, acknowledged with 204; `/v2/gateway/api/query`."""
 
     name: ClassVar[str] = NAME
-    order_rules: ClassVar[OrderRules] = ORDER_RULES  # checked when an order is registered
-    Account: ClassVar[type[GatewayAccount]] = MomoAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
-    def __init__(
-        self,
-        accounts: Sequence[MomoAccount],
-        *,
-        clock: Clock = utcnow,
-        retry: RetryPolicy = DEFAULT_POLICY,
-        sleep: Sleep = asyncio.sleep,
-        request_id: Callable[[], str] = new_request_id,
-    ) -> None:
-        self.clock = clock
-        self.retry = retry
-        self.sleep = sleep
-        self.request_id = request_id
+    def __init__(self, accounts: Sequence[MomoAccount]) -> None:
         self.accounts = index_accounts(NAME, accounts)
         self.by_partner = index_accounts(NAME, accounts, by="partner_code")
 
@@ -83,7 +51,7 @@ class Adapter:
         try:
             payload = msgspec.json.decode(request.body)
             ipn = msgspec.convert(payload, Ipn)
-        except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: invalid UTF-8
+        except (msgspec.MsgspecError, ValueError, RecursionError) as exc:  # ValueError: invalid UTF-8
             raise MalformedError(
                 f"momo IPN: expected a JSON object with MoMo's IPN fields and integer numbers: {exc}"
             ) from None
@@ -125,7 +93,7 @@ class Adapter:
     def parse(self, request: WebhookRequest) -> list[PaymentEvent]:
         ipn, account, payload = self._decode(request)
         meaning = RESULT_CODES.get(ipn.resultCode)
-        if meaning is not None and meaning.kind is not CodeKind.PAYMENT:
+        if meaning is not None and meaning.outcome is not CodeOutcome.PAYMENT:
             # Refund results and request errors answer API calls; they say nothing new about a payment.
             return []
         if ipn.amount < 0:
@@ -136,13 +104,13 @@ class Adapter:
             raise MalformedError(f"momo IPN: responseTime {ipn.responseTime} is not epoch milliseconds") from None
         flag: str | None
         if meaning is None:
-            state, flag = PaymentStatus.PENDING, UNLISTED_FLAG.format(code=ipn.resultCode)
+            state, flag = PaymentStatus.PENDING, unlisted(ipn.resultCode)
         else:
             state, flag = meaning.status or PaymentStatus.PENDING, meaning.flag
         return [
             PaymentEvent(
                 provider=NAME,
-                dedupe_key=ipn_dedupe_key(ipn),
+                dedupe_key=ipn_dedupe_key(ipn, account.account),
                 account=account.account,
                 reference=ipn.orderId,
                 status=state,
@@ -175,23 +143,13 @@ class Adapter:
     def retry_later(self) -> Ack:
         return Ack(503, b'{"error":"retry_later"}', "application/json")
 
-    # --- status API ----------------------------------------------------------------------
 
-    async def fetch_status(self, query: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
-        account = self.accounts.get(query.account)
-        if account is None:
-            raise UnknownAccountError(f"momo status query for account {query.account!r}, which is not configured")
-        return await status.fetch(
-            account, query, client, policy=self.retry, sleep=self.sleep, request_id=self.request_id, now=self.clock
-        )
-
-
-def ipn_dedupe_key(ipn: Ipn) -> str:
-    """`momo:<transId>:<resultCode>`; MoMo sends no event id (§3).
+def ipn_dedupe_key(ipn: Ipn, account: str) -> str:
+    """`momo:<account>:<transId>:<resultCode>`; MoMo sends no event id (§3).
 
     A transId of 0 (no MoMo transaction, e.g. an expired QR) would make every such IPN of
     every order one "duplicate", so then the key names the partner and order instead.
     """
     if ipn.transId:
-        return f"momo:{ipn.transId}:{ipn.resultCode}"
-    return f"momo:{ipn.partnerCode}:{ipn.orderId}:{ipn.resultCode}"
+        return dedupe_key(NAME, account, ipn.transId, ipn.resultCode)
+    return dedupe_key(NAME, account, ipn.partnerCode, ipn.orderId, ipn.resultCode)

@@ -2,25 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 import msgspec
 
+from providers.answers import status_answer
 from providers.base import Clock, PaymentEvent, PaymentStatus, StatusQuery
+from providers.codes import CodeOutcome, unlisted
 from providers.errors import GatewayRejectedError, GatewayUnavailableError
-from providers.http import RetryPolicy, Sleep, backoff, send_with_retry
+from providers.http import ApiClient, RetryPolicy, Sleep, send_with_retry
 from providers.momo import signing
 from providers.momo.account import Account
-from providers.momo.wire import RESULT_CODES, UNLISTED_FLAG, CodeKind, QueryRequest, QueryResponse
+from providers.momo.wire import RESULT_CODES, QueryRequest, QueryResponse
 
+NAME = "momo"
 QUERY_PATH = "/v2/gateway/api/query"
 HEADERS = {"Content-Type": "application/json; charset=UTF-8"}
-# 40 "Duplicated requestId" can only answer our own resend of a request MoMo already saw
-# (send_with_retry repeats the body after a 5xx): asking again with a new requestId is right.
-RETRY_CODES = frozenset(code for code, m in RESULT_CODES.items() if m.kind is CodeKind.RETRY) | {40}
+# 40 "Duplicated requestId" can only answer a resend of a request MoMo already saw: asking
+# again (with the new requestId every call gets) is right.
+RETRY_CODES = frozenset(code for code, m in RESULT_CODES.items() if m.outcome is CodeOutcome.RETRY) | {40}
 CREDENTIAL_HINT = "; check partner_code, access_key and the first of secret_keys in PAYRECON_GATEWAYS"
+
+
+def new_request_id() -> str:
+    """MoMo wants a new requestId (at most 50 characters) for every call (§3)."""
+    return f"payrecon-{uuid.uuid4().hex}"
+
+
+class StatusClient(ApiClient[Account]):
+    """MoMo's `POST /v2/gateway/api/query` for every configured partner code."""
+
+    gateway = NAME
+
+    def __init__(
+        self, accounts: Sequence[Account], *, request_id: Callable[[], str] = new_request_id, **options: Any
+    ) -> None:
+        super().__init__(accounts, **options)
+        self.request_id = request_id
+
+    async def fetch_status(self, query: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
+        return await fetch(
+            self.account(query.account),
+            query,
+            client,
+            policy=self.retry,
+            sleep=self.sleep,
+            request_id=self.request_id,
+            now=self.clock,
+        )
 
 
 def query_body(account: Account, order_id: str, request_id: str, lang: str = "en") -> bytes:
@@ -48,41 +80,11 @@ def _decode(response: httpx.Response) -> tuple[QueryResponse, dict[str, Any]]:
     try:
         payload = msgspec.json.decode(response.content)
         return msgspec.convert(payload, QueryResponse), payload
-    except (msgspec.MsgspecError, ValueError) as exc:
+    except (msgspec.MsgspecError, ValueError, RecursionError) as exc:
         what = f"momo status API answered HTTP {response.status_code} without a readable resultCode ({exc})"
         if 400 <= response.status_code < 500:
             raise GatewayRejectedError(what) from None
         raise GatewayUnavailableError(what) from None
-
-
-async def _ask(
-    client: httpx.AsyncClient, url: str, body: bytes, account: Account, policy: RetryPolicy, sleep: Sleep
-) -> tuple[httpx.Response, int]:
-    """One query through send_with_retry; returns the answer and the attempts it used.
-
-    Retries for HTTP faults (inside send_with_retry) and for MoMo's "busy" codes (here)
-    share one budget, so a flaky MoMo costs at most `policy.attempts` calls per order.
-    Every sleep between attempts is one retry, hence the count.
-    """
-    sleeps = 0
-
-    async def counting_sleep(seconds: float) -> None:
-        nonlocal sleeps
-        sleeps += 1
-        await sleep(seconds)
-
-    response = await send_with_retry(
-        client,
-        "POST",
-        url,
-        gateway="momo",
-        policy=policy,
-        request_timeout=account.timeout,
-        sleep=counting_sleep,
-        content=body,
-        headers=HEADERS,
-    )
-    return response, sleeps + 1
 
 
 async def fetch(
@@ -95,28 +97,25 @@ async def fetch(
     request_id: Callable[[], str],
     now: Clock,
 ) -> PaymentEvent | None:
-    url = account.api_base.rstrip("/") + QUERY_PATH
-    budget = policy.attempts
-    retries = 0
-    while True:
-        body = query_body(account, query.reference, request_id())
-        response, used = await _ask(client, url, body, account, msgspec.structs.replace(policy, attempts=budget), sleep)
-        budget -= used
-        answer, payload = _decode(response)
-        code = answer.resultCode
-        if code not in RETRY_CODES:
-            break
-        if budget <= 0:
-            raise GatewayUnavailableError(
-                f"momo status API: resultCode {code} ({answer.message}) after {policy.attempts} attempt(s)"
-            )
-        retries += 1
-        await sleep(backoff(policy, retries))
-
+    """The query; HTTP faults and MoMo's "busy" codes share one budget of `policy.attempts` calls."""
+    response = await send_with_retry(
+        client,
+        "POST",
+        account.api_base.rstrip("/") + QUERY_PATH,
+        gateway=NAME,
+        policy=policy,
+        request_timeout=account.timeout,
+        sleep=sleep,
+        retry_if=_busy,
+        content=lambda: query_body(account, query.reference, request_id()),  # a new requestId per call
+        headers=HEADERS,
+    )
+    answer, payload = _decode(response)
+    code = answer.resultCode
     meaning = RESULT_CODES.get(code)
-    if meaning is not None and meaning.kind is CodeKind.NOT_FOUND:
+    if meaning is not None and meaning.outcome is CodeOutcome.NOT_FOUND:
         return None
-    if meaning is not None and meaning.kind is CodeKind.REQUEST:
+    if meaning is not None and meaning.outcome is CodeOutcome.REJECT:
         sub = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in _sub_errors(payload))
         hint = CREDENTIAL_HINT if code in (11, 13, 20) else ""
         raise GatewayRejectedError(
@@ -134,7 +133,7 @@ async def fetch(
 
     flag: str | None
     if meaning is None or meaning.status is None:  # unlisted, or a refund result where a payment state belongs
-        state, flag = PaymentStatus.PENDING, UNLISTED_FLAG.format(code=code)
+        state, flag = PaymentStatus.PENDING, unlisted(code)
     else:
         state, flag = meaning.status, meaning.flag
     refunded = 0
@@ -142,22 +141,28 @@ async def fetch(
         refunded = sum(r.amount for r in answer.refundTrans or () if r.resultCode == 0 and r.amount > 0)
         if refunded:
             state = PaymentStatus.REFUNDED if refunded >= answer.amount else PaymentStatus.PARTIALLY_REFUNDED
-    payment_id = str(answer.transId) if answer.transId else None
-    return PaymentEvent(
-        provider="momo",
-        dedupe_key=f"momo:status:{account.partner_code}:{query.reference}:{code}:{state}:{payment_id}:{refunded}",
-        account=account.account,
-        reference=query.reference,
+    return status_answer(
+        NAME,
+        query,
         status=state,
         amount=answer.amount,
         currency="VND",
-        provider_payment_id=payment_id,
+        asked_at=now(),
+        provider_payment_id=str(answer.transId) if answer.transId else None,
         refunded_amount=refunded or None,
-        occurred_at=now(),
         reason=f"momo:{code} {answer.message}",
         flag=flag,
         payload=payload,
     )
+
+
+def _busy(response: httpx.Response) -> str | None:
+    """MoMo's in-band "busy, ask again": its resultCode and message, or None."""
+    try:
+        answer = msgspec.json.decode(response.content, type=QueryResponse)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None  # _decode says what is wrong with it
+    return f"resultCode {answer.resultCode} ({answer.message})" if answer.resultCode in RETRY_CODES else None
 
 
 def _sub_errors(payload: dict[str, Any]) -> list[dict[str, Any]]:

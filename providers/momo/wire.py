@@ -8,16 +8,16 @@ MoMo may add some, and the signature covers only the listed ones.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Annotated, NamedTuple
+from typing import Annotated
 
 import msgspec
 
 from providers.base import PaymentStatus
+from providers.codes import Code, CodeOutcome
 
 # MoMo documents amount, transId and responseTime as Java `Long`.
 Long = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-Code = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+ResultCode = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]  # a Java int
 
 
 class Ipn(msgspec.Struct, kw_only=True):
@@ -30,7 +30,7 @@ class Ipn(msgspec.Struct, kw_only=True):
     orderInfo: str
     orderType: str
     transId: Long
-    resultCode: Code
+    resultCode: ResultCode
     message: str
     payType: str
     responseTime: Long
@@ -53,7 +53,7 @@ class RefundTrans(msgspec.Struct, kw_only=True):
 
     orderId: str  # the refund's own id, not the payment's
     amount: Long
-    resultCode: Code
+    resultCode: ResultCode
     transId: Long = 0
     createdTime: Long = 0
 
@@ -61,7 +61,7 @@ class RefundTrans(msgspec.Struct, kw_only=True):
 class QueryResponse(msgspec.Struct, kw_only=True):
     """The query answer (§6). Error answers carry only some fields, hence the defaults."""
 
-    resultCode: Code
+    resultCode: ResultCode
     message: str = ""
     partnerCode: str = ""
     requestId: str = ""
@@ -75,134 +75,47 @@ class QueryResponse(msgspec.Struct, kw_only=True):
     paymentOption: str | None = None
 
 
-class SubError(msgspec.Struct, kw_only=True):
-    field: str
-    message: str
-
-
-class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """MoMo's answer to a request it refuses, e.g. a bad signature (momo-wallet/payment#39)."""
-
-    responseTime: int
-    message: str
-    resultCode: int
-    subErrors: list[SubError] = []
-
-
-class CreateRequest(msgspec.Struct, kw_only=True):
-    """`POST /v2/gateway/api/create` (captureWallet and friends); signed as vector momo-09."""
-
-    partnerCode: str
-    requestId: str
-    amount: Long
-    orderId: str
-    orderInfo: str
-    redirectUrl: str
-    ipnUrl: str
-    requestType: str
-    extraData: str = ""
-    lang: str = "vi"
-    autoCapture: bool = True  # false: two-step payment, authorised (9000) until confirmed
-    signature: str
-
-
-class CreateResponse(msgspec.Struct, kw_only=True):
-    partnerCode: str
-    orderId: str
-    requestId: str
-    amount: int
-    responseTime: int
-    message: str
-    resultCode: int
-    payUrl: str = ""
-    deeplink: str = ""
-    qrCodeUrl: str = ""
-
-
-class RefundRequest(msgspec.Struct, kw_only=True):
-    """`POST /v2/gateway/api/refund`; `orderId` is a new id for the refund (vector momo-08)."""
-
-    partnerCode: str
-    orderId: str
-    requestId: str
-    amount: Long
-    transId: Long  # the original payment's
-    lang: str = "vi"
-    description: str = ""
-    signature: str
-
-
-class RefundResponse(msgspec.Struct, kw_only=True):
-    partnerCode: str
-    orderId: str
-    requestId: str
-    amount: int
-    transId: int
-    resultCode: int
-    message: str
-    responseTime: int
-
-
-class CodeKind(StrEnum):
-    """What a resultCode is about."""
-
-    PAYMENT = "payment"  # the payment's state: maps to a PaymentStatus
-    REFUND = "refund"  # the result of a refund request: says nothing new about the payment
-    REQUEST = "request"  # MoMo refused our request as made: fix it, do not repeat it as is
-    RETRY = "retry"  # MoMo is busy or in maintenance: ask again later
-    NOT_FOUND = "not_found"  # MoMo does not know the orderId
-
-
-class Meaning(NamedTuple):
-    kind: CodeKind
-    status: PaymentStatus | None = None
-    flag: str | None = None  # ops must look, whatever the ledger does with the status
-    final: bool = True  # MoMo's "Final Status" column
-
-
-_P, _RF, _RQ, _RT = CodeKind.PAYMENT, CodeKind.REFUND, CodeKind.REQUEST, CodeKind.RETRY
+_P, _RF, _RQ, _RT = CodeOutcome.PAYMENT, CodeOutcome.IGNORE, CodeOutcome.REJECT, CodeOutcome.RETRY
 _S = PaymentStatus
 
-# Every documented resultCode (reference/momo.md §4), with MoMo's wording as the comment.
-RESULT_CODES: dict[int, Meaning] = {
-    0: Meaning(_P, _S.SUCCEEDED),  # Successful.
-    9000: Meaning(_P, _S.AUTHORIZED, final=False),  # Transaction is authorized successfully (capture or cancel next)
-    8000: Meaning(_P, _S.PENDING, final=False),  # Waiting for the user to re-confirm
-    1000: Meaning(_P, _S.PENDING, final=False),  # Initiated, waiting for the user to confirm
-    7000: Meaning(_P, _S.PROCESSING, final=False),  # Transaction is being processed
-    7002: Meaning(_P, _S.PROCESSING, final=False),  # Being processed by the payment-instrument provider
-    1001: Meaning(_P, _S.FAILED),  # Insufficient funds
-    1002: Meaning(_P, _S.FAILED),  # Rejected by the issuer of the payment method
-    1003: Meaning(_P, _S.CANCELED),  # Cancelled after authorisation (merchant cancel or MoMo timeout)
-    1004: Meaning(_P, _S.FAILED),  # Over the daily/monthly payment limit
-    1005: Meaning(_P, _S.CANCELED),  # Payment URL or QR code expired
-    1006: Meaning(_P, _S.CANCELED),  # User declined to confirm the payment
-    1007: Meaning(_P, _S.FAILED),  # Wallet inactive or does not exist
-    1017: Meaning(_P, _S.CANCELED),  # Cancelled by the merchant
-    1026: Meaning(_P, _S.FAILED),  # Restricted by promotion rules
-    4001: Meaning(_P, _S.FAILED),  # Account restricted (incomplete KYC)
-    4002: Meaning(_P, _S.FAILED),  # Account not verified with C06 (biometric ID)
-    4100: Meaning(_P, _S.FAILED),  # User failed to log in
-    98: Meaning(_P, _S.FAILED),  # QR code could not be generated
-    99: Meaning(_P, _S.FAILED, flag="momo:99 unknown error at MoMo; confirm the payment with MoMo"),  # Unknown error
-    1080: Meaning(_RF),  # Refund failed while processing; retry later
-    1081: Meaning(_RF),  # Refund rejected: already refunded or exceeds the refundable amount
-    1088: Meaning(_RF),  # Refund rejected: the payment is not refundable
-    2019: Meaning(_RQ),  # Invalid orderGroupId
-    10: Meaning(_RT, final=False),  # System is under maintenance
-    11: Meaning(_RQ, final=False),  # Access denied
-    12: Meaning(_RQ, final=False),  # API version not supported
-    13: Meaning(_RQ, final=False),  # Merchant authentication failed (bad signature or keys)
-    20: Meaning(_RQ, final=False),  # Bad format request (incl. wrong signature, see subErrors)
-    21: Meaning(_RQ, final=False),  # Invalid amount
-    22: Meaning(_RQ, final=False),  # Amount out of range
-    40: Meaning(_RQ, final=False),  # Duplicated requestId
-    41: Meaning(_RQ, final=False),  # Duplicated orderId
-    42: Meaning(CodeKind.NOT_FOUND, final=False),  # Invalid orderId or orderId not found
-    43: Meaning(_RT, final=False),  # A similar transaction is being processed
-    45: Meaning(_RQ, final=False),  # Duplicated itemId
-    47: Meaning(_RQ, final=False),  # Inapplicable information in the given data set
+# Every documented resultCode (reference/momo.md §4), with MoMo's wording as the comment. Refund
+# results answer our refund calls: they say nothing new about a payment (IGNORE).
+RESULT_CODES: dict[int, Code] = {
+    0: Code(_P, _S.SUCCEEDED),  # Successful.
+    9000: Code(_P, _S.AUTHORIZED, final=False),  # Transaction is authorized successfully (capture or cancel next)
+    8000: Code(_P, _S.PENDING, final=False),  # Waiting for the user to re-confirm
+    1000: Code(_P, _S.PENDING, final=False),  # Initiated, waiting for the user to confirm
+    7000: Code(_P, _S.PROCESSING, final=False),  # Transaction is being processed
+    7002: Code(_P, _S.PROCESSING, final=False),  # Being processed by the payment-instrument provider
+    1001: Code(_P, _S.FAILED),  # Insufficient funds
+    1002: Code(_P, _S.FAILED),  # Rejected by the issuer of the payment method
+    1003: Code(_P, _S.CANCELED),  # Cancelled after authorisation (merchant cancel or MoMo timeout)
+    1004: Code(_P, _S.FAILED),  # Over the daily/monthly payment limit
+    1005: Code(_P, _S.CANCELED),  # Payment URL or QR code expired
+    1006: Code(_P, _S.CANCELED),  # User declined to confirm the payment
+    1007: Code(_P, _S.FAILED),  # Wallet inactive or does not exist
+    1017: Code(_P, _S.CANCELED),  # Cancelled by the merchant
+    1026: Code(_P, _S.FAILED),  # Restricted by promotion rules
+    4001: Code(_P, _S.FAILED),  # Account restricted (incomplete KYC)
+    4002: Code(_P, _S.FAILED),  # Account not verified with C06 (biometric ID)
+    4100: Code(_P, _S.FAILED),  # User failed to log in
+    98: Code(_P, _S.FAILED),  # QR code could not be generated
+    99: Code(_P, _S.FAILED, flag="unknown_error"),  # Unknown error: confirm the payment with MoMo
+    1080: Code(_RF),  # Refund failed while processing; retry later
+    1081: Code(_RF),  # Refund rejected: already refunded or exceeds the refundable amount
+    1088: Code(_RF),  # Refund rejected: the payment is not refundable
+    2019: Code(_RQ),  # Invalid orderGroupId
+    10: Code(_RT, final=False),  # System is under maintenance
+    11: Code(_RQ, final=False),  # Access denied
+    12: Code(_RQ, final=False),  # API version not supported
+    13: Code(_RQ, final=False),  # Merchant authentication failed (bad signature or keys)
+    20: Code(_RQ, final=False),  # Bad format request (incl. wrong signature, see subErrors)
+    21: Code(_RQ, final=False),  # Invalid amount
+    22: Code(_RQ, final=False),  # Amount out of range
+    40: Code(_RQ, final=False),  # Duplicated requestId
+    41: Code(_RQ, final=False),  # Duplicated orderId
+    42: Code(CodeOutcome.NOT_FOUND, final=False),  # Invalid orderId or orderId not found
+    43: Code(_RT, final=False),  # A similar transaction is being processed
+    45: Code(_RQ, final=False),  # Duplicated itemId
+    47: Code(_RQ, final=False),  # Inapplicable information in the given data set
 }
-
-# Not in the table: leave the order unchanged (a `pending` event never moves one) and make ops look.
-UNLISTED_FLAG = "momo:{code} is not a documented resultCode; order left unchanged, ask MoMo what it means"

@@ -1,10 +1,22 @@
 """Stripe gateway: Stripe-Signature webhooks, PaymentIntent status queries, the Events catch-up feed.
 
-`Adapter` is what the `payrecon.providers` entry point loads; `simulator.Simulator` is a fake
-Stripe for tests and the demo (it alone imports litestar).
+`GATEWAY` is what the `payrecon.gateways` entry point loads; `sim/` is a fake Stripe for tests
+and the demo (the only code here that imports litestar, loaded when the simulator is made).
 """
 
-from providers.stripe.adapter import Adapter
-from providers.stripe.config import Account
+from providers.gateway import Gateway, simulator_at
+from providers.stripe.account import Account
+from providers.stripe.adapter import ORDER_RULES, Adapter
+from providers.stripe.status import EventsFeed, StatusClient
 
-__all__ = ["Account", "Adapter"]
+GATEWAY = Gateway(
+    name="stripe",
+    account=Account,
+    adapter=Adapter,
+    status=StatusClient,
+    simulator=simulator_at("providers.stripe.sim.simulator:Simulator"),
+    order_rules=ORDER_RULES,
+    events=EventsFeed,
+)
+
+__all__ = ["GATEWAY", "Account", "Adapter", "EventsFeed", "StatusClient"]

@@ -1,31 +1,25 @@
-"""The Stripe adapter: verify Stripe-Signature, parse Events, answer Stripe, ask its API."""
+"""The Stripe adapter: verify Stripe-Signature, parse Events, answer Stripe."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC
 from typing import ClassVar
 
-import httpx
 import msgspec
 
 from providers.acceptance import AmountLimits, OrderRules
 from providers.base import (
     Ack,
-    Clock,
-    GatewayAccount,
     OutcomeKind,
     PaymentEvent,
-    StatusQuery,
     WebhookRequest,
     index_accounts,
-    utcnow,
+    lookup_account,
 )
 from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
-from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
-from providers.stripe import signing, status
-from providers.stripe.config import Account as StripeAccount  # in Adapter, `Account` is the ClassVar
+from providers.stripe import signing
+from providers.stripe.account import Account as StripeAccount
 from providers.stripe.events import events_from_payload
 
 DEFAULT_ACCOUNT = "default"  # /webhooks/stripe (no {account} in the URL) is this account
@@ -54,29 +48,12 @@ class Adapter:
     """Stripe for payrecon (reference/stripe.md). Accounts are looked up by their name in the URL."""
 
     name: ClassVar[str] = "stripe"
-    order_rules: ClassVar[OrderRules] = ORDER_RULES  # checked when an order is registered
-    Account: ClassVar[type[GatewayAccount]] = StripeAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
-    def __init__(
-        self,
-        accounts: Sequence[StripeAccount],
-        *,
-        clock: Clock = utcnow,
-        retry: RetryPolicy = DEFAULT_POLICY,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
+    def __init__(self, accounts: Sequence[StripeAccount]) -> None:
         self.accounts = index_accounts(self.name, accounts)
-        self.clock = clock
-        self.retry = retry
-        self.sleep = sleep
 
     def account(self, name: str | None) -> StripeAccount:
-        name = DEFAULT_ACCOUNT if name is None else name
-        found = self.accounts.get(name)
-        if found is None:
-            # the held names are not listed: this message goes back to whoever called the URL
-            raise UnknownAccountError(f"no [[stripe]] account {name[:64]!r} in PAYRECON_GATEWAYS")
-        return found
+        return lookup_account(self.name, self.accounts, DEFAULT_ACCOUNT if name is None else name)
 
     # --- webhooks ---------------------------------------------------------------------------------
 
@@ -119,28 +96,3 @@ class Adapter:
 
     def retry_later(self) -> Ack:
         return Ack(503, b'{"error":{"reason":"unavailable","message":"try again later"}}', _JSON)
-
-    # --- status API ---------------------------------------------------------------------------------
-
-    def _api(self, account: str, client: httpx.AsyncClient) -> status.StripeAPI:
-        return status.StripeAPI(account=self.account(account), client=client, retry=self.retry, sleep=self.sleep)
-
-    async def fetch_status(self, query: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
-        """GET the PaymentIntent (by its pi_ id, else by a metadata search on the order id)."""
-        api = self._api(query.account, client)
-        found = await status.find_intent(api, query)
-        if found is None:
-            return None
-        intent, raw = found
-        order_key = api.account.order_id_metadata_key
-        return status.status_event(intent, raw, query, order_key=order_key, asked_at=self.clock())
-
-    async def catch_up(
-        self, account: str, cursor: int | None, client: httpx.AsyncClient
-    ) -> tuple[list[PaymentEvent], int | None]:
-        """Events since `cursor` (unix seconds, minus an overlap) from GET /v1/events, oldest first.
-
-        Returns the events and the next cursor: the newest `created` seen, or `cursor` when nothing
-        was listed. Overlap duplicates are absorbed by dedupe_key = event id.
-        """
-        return await status.catch_up(self._api(account, client), cursor, self.clock())

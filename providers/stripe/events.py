@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from providers.answers import dedupe_key
 from providers.base import PaymentEvent, PaymentStatus
 from providers.errors import MalformedError
 from providers.stripe.wire import (
@@ -95,7 +96,7 @@ class _Base(msgspec.Struct, kw_only=True):
     def _make(self, **fields: Any) -> PaymentEvent:
         return PaymentEvent(
             provider=PROVIDER,
-            dedupe_key=self.event.id,
+            dedupe_key=dedupe_key(PROVIDER, self.account, self.event.id),
             account=self.account,
             occurred_at=datetime.fromtimestamp(self.event.created, UTC),
             payload=self.payload,

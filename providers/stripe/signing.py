@@ -29,14 +29,6 @@ def compute_signature(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def sign_header(body: bytes, secrets: Sequence[str], timestamp: int, *, v0_secret: str | None = None) -> str:
-    """The header Stripe sends: one v1 per active secret (rotation), plus a v0 decoy in test mode."""
-    parts = [f"t={timestamp}", *(f"v1={compute_signature(s, timestamp, body)}" for s in secrets)]
-    if v0_secret is not None:
-        parts.append(f"v0={compute_signature(v0_secret, timestamp, body)}")
-    return ",".join(parts)
-
-
 def parse_header(header: str) -> SignatureHeader:
     timestamp: int | None = None
     signatures: list[str] = []

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
+from providers.answers import status_answer
 from providers.base import PaymentEvent, PaymentStatus, StatusQuery
 from providers.errors import GatewayRejectedError, GatewayUnavailableError, MalformedError
-from providers.http import RetryPolicy, Sleep, send_with_retry
-from providers.stripe.config import Account
+from providers.http import ApiClient, RetryPolicy, Sleep, send_with_retry
+from providers.stripe.account import Account
 from providers.stripe.events import (
     PROVIDER,
     cancellation,
@@ -42,18 +43,6 @@ T = TypeVar("T")
 
 PAGE_SIZE = 100  # the Events API maximum
 MAX_PAGES = 1000  # 100 000 events: a guard against a server that keeps saying has_more
-
-# How far a PaymentIntent got, to choose among several attempts found for one order.
-_PROGRESS = {
-    PaymentStatus.PENDING: 0,
-    PaymentStatus.FAILED: 1,
-    PaymentStatus.PROCESSING: 1,
-    PaymentStatus.AUTHORIZED: 1,
-    PaymentStatus.CANCELED: 2,
-    PaymentStatus.SUCCEEDED: 3,
-    PaymentStatus.PARTIALLY_REFUNDED: 4,
-    PaymentStatus.REFUNDED: 4,
-}
 
 
 class StripeAPI(msgspec.Struct, kw_only=True):
@@ -142,19 +131,16 @@ def status_event(
     amount = intent_amount(intent, status)
     if refunded is not None and isinstance(intent.latest_charge, Charge):
         amount = intent.latest_charge.amount  # the original payment; refunded_amount is cumulative
-    return PaymentEvent(
-        provider=PROVIDER,
-        # a function of the answered state: asking again and hearing the same is a duplicate
-        dedupe_key=f"stripe:status:{query.reference}:{status}:{intent.id}:{refunded or 0}",
-        account=query.account,
-        reference=query.reference,  # the ledger finds the order we asked about by what it registered
-        order_id=(intent.metadata or {}).get(order_key) or query.order_id,
+    return status_answer(
+        PROVIDER,
+        query,
         status=status,
         amount=amount,
         currency=intent.currency.upper(),
+        asked_at=asked_at,
         provider_payment_id=intent.id,
         refunded_amount=refunded,
-        occurred_at=asked_at,
+        order_id=(intent.metadata or {}).get(order_key) or query.order_id,
         reason=reason,
         flag=flag,
         payload=raw,
@@ -182,7 +168,7 @@ async def find_intent(api: StripeAPI, query: StatusQuery) -> tuple[PaymentIntent
     # several attempts for one order: the one that got furthest tells the order's state, then the newest
     best = max(
         range(len(result.data)),
-        key=lambda i: (_PROGRESS[intent_status(result.data[i])[0]], result.data[i].created or 0),
+        key=lambda i: (intent_status(result.data[i])[0].layer, result.data[i].created or 0),
     )
     return result.data[best], raw["data"][best]
 
@@ -218,3 +204,34 @@ async def catch_up(api: StripeAPI, cursor: int | None, now: datetime) -> tuple[l
         except MalformedError as exc:  # one unreadable event must not stop the feed forever
             log.warning("stripe catch-up: skipping event %s: %s", payload.get("id"), exc)
     return events, newest
+
+
+class StatusClient(ApiClient[Account]):
+    """Stripe's PaymentIntent API for every configured account (GET by pi_ id, else a metadata search)."""
+
+    gateway = PROVIDER
+
+    def api(self, account: str, client: httpx.AsyncClient) -> StripeAPI:
+        return StripeAPI(account=self.account(account), client=client, retry=self.retry, sleep=self.sleep)
+
+    async def fetch_status(self, query: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
+        api = self.api(query.account, client)
+        found = await find_intent(api, query)
+        if found is None:
+            return None
+        intent, raw = found
+        return status_event(intent, raw, query, order_key=api.account.order_id_metadata_key, asked_at=self.clock())
+
+
+class EventsFeed(StatusClient):
+    """Stripe's /v1/events list, per account: what the reconciler catches up on."""
+
+    async def catch_up(
+        self, account: str, cursor: int | None, client: httpx.AsyncClient
+    ) -> tuple[list[PaymentEvent], int | None]:
+        """Events since `cursor` (unix seconds, minus an overlap) from GET /v1/events, oldest first.
+
+        Returns the events and the next cursor: the newest `created` seen, or `cursor` when nothing
+        was listed. Overlap duplicates are absorbed by the events' dedupe keys (the event id).
+        """
+        return await catch_up(self.api(account, client), cursor, self.clock())

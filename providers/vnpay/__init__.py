@@ -1,10 +1,21 @@
 """VNPay (Vietnam, PAY 2.1.0): IPN verification and parsing, querydr status queries, a simulator.
 
-`Adapter` is what the `payrecon.providers` entry point loads; `simulator.Simulator` stands in
-for VNPay in tests and the demo (the only module here that imports litestar).
+`GATEWAY` is what the `payrecon.gateways` entry point loads; `sim/` stands in for VNPay in tests
+and the demo (the only code here that imports litestar, loaded when the simulator is made).
 """
 
+from providers.gateway import Gateway, simulator_at
 from providers.vnpay.account import Account
-from providers.vnpay.adapter import Adapter
+from providers.vnpay.adapter import ORDER_RULES, Adapter
+from providers.vnpay.status import StatusClient
 
-__all__ = ["Account", "Adapter"]
+GATEWAY = Gateway(
+    name="vnpay",
+    account=Account,
+    adapter=Adapter,
+    status=StatusClient,
+    simulator=simulator_at("providers.vnpay.sim.simulator:Simulator"),
+    order_rules=ORDER_RULES,
+)
+
+__all__ = ["GATEWAY", "Account", "Adapter", "StatusClient"]

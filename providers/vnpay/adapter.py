@@ -1,34 +1,21 @@
-"""The VNPay adapter: verify and parse IPNs, answer them, ask querydr (reference/vnpay.md)."""
+"""The VNPay adapter: verify and parse IPNs, answer them (reference/vnpay.md)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from typing import ClassVar
 from urllib.parse import parse_qsl
 
-import httpx
 import msgspec
 
 from providers.acceptance import AmountLimits, OrderRules
-from providers.base import (
-    Ack,
-    Clock,
-    GatewayAccount,
-    OutcomeKind,
-    PaymentEvent,
-    StatusQuery,
-    WebhookRequest,
-    index_accounts,
-    utcnow,
-)
-from providers.errors import GatewayRejectedError, MalformedError, SignatureError, UnknownAccountError
-from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
-from providers.vnpay import query
-from providers.vnpay.account import Account as VnpayAccount  # in Adapter, `Account` is the ClassVar
+from providers.answers import dedupe_key
+from providers.base import Ack, OutcomeKind, PaymentEvent, WebhookRequest, index_accounts
+from providers.errors import InvalidAmountError, MalformedError, SignatureError, UnknownAccountError
+from providers.vnpay.account import Account as VnpayAccount
+from providers.vnpay.rules import ipn_verdict
 from providers.vnpay.signing import candidate_signing_strings, hmac_sha512, matches, parse_vnp_date, signed_fields
-from providers.vnpay.status import ipn_verdict
 from providers.vnpay.wire import (
     ALREADY_CONFIRMED,
     CONFIRM_SUCCESS,
@@ -57,6 +44,21 @@ _ANSWERS: tuple[tuple[OutcomeKind, IpnAnswer], ...] = (
 )
 
 
+class UnknownTerminalError(UnknownAccountError):
+    """The IPN's vnp_TmnCode is no terminal we hold: we have no secret its checksum could match."""
+
+
+# What VNPay's IPN sample answers (reference/vnpay.md §5): checksum first, with the merchant's
+# own secret — an unknown terminal's checksum cannot match any secret we hold, so 97; an amount
+# that is not VND × 100 cannot equal the order's, so 04. (A known terminal on the URL of another
+# account is our misconfiguration: 99, like any other refusal.)
+_REJECTIONS: tuple[tuple[type[Exception], IpnAnswer], ...] = (
+    (SignatureError, INVALID_SIGNATURE),
+    (UnknownTerminalError, INVALID_SIGNATURE),
+    (InvalidAmountError, INVALID_AMOUNT),
+)
+
+
 def _ack(answer: IpnAnswer) -> Ack:
     return Ack(200, msgspec.json.encode(answer), "application/json")
 
@@ -74,20 +76,8 @@ class Adapter:
     """VNPay PAY 2.1.0: IPN GET (or form POST) with vnp_SecureHash, querydr status API."""
 
     name: ClassVar[str] = "vnpay"
-    order_rules: ClassVar[OrderRules] = ORDER_RULES  # checked when an order is registered
-    Account: ClassVar[type[GatewayAccount]] = VnpayAccount  # GatewayAdapter's type: protocol ClassVars are invariant
 
-    def __init__(
-        self,
-        accounts: Sequence[VnpayAccount],
-        *,
-        clock: Clock = utcnow,
-        retry: RetryPolicy = DEFAULT_POLICY,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.clock = clock
-        self.retry = retry
-        self.sleep = sleep
+    def __init__(self, accounts: Sequence[VnpayAccount]) -> None:
         self.accounts = index_accounts(self.name, accounts)
         self._by_tmn = index_accounts(self.name, accounts, by="tmn_code")
 
@@ -120,8 +110,8 @@ class Adapter:
         if not _AMOUNT.fullmatch(ipn.vnp_Amount):
             raise MalformedError(f"vnp_Amount must be digits (VND × 100), got {ipn.vnp_Amount!r}")
         minor = int(ipn.vnp_Amount)
-        if minor % 100:
-            raise MalformedError(f"vnp_Amount {minor} is not a whole number of VND × 100")
+        if minor % 100:  # no order's amount: VNPay's sample compares vnp_Amount / 100 and answers 04
+            raise InvalidAmountError(f"vnp_Amount {minor} is not a whole number of VND × 100")
         if not ipn.vnp_TxnRef:
             raise MalformedError("vnp_TxnRef is empty; it is the order reference VNPay must echo")
         try:
@@ -134,8 +124,14 @@ class Adapter:
             PaymentEvent(
                 provider=self.name,
                 # No event id exists, and TransactionNo is 0 on every unpaid attempt (§3, pitfall 5).
-                dedupe_key=(
-                    f"vnpay:{ipn.vnp_TxnRef}:{transaction_no}:{ipn.vnp_ResponseCode}:{ipn.vnp_TransactionStatus}"
+                # TxnRef is unique per terminal only, hence the account in the key (issue 10.2).
+                dedupe_key=dedupe_key(
+                    self.name,
+                    account.account,
+                    ipn.vnp_TxnRef,
+                    transaction_no,
+                    ipn.vnp_ResponseCode,
+                    ipn.vnp_TransactionStatus,
                 ),
                 account=account.account,
                 reference=ipn.vnp_TxnRef,
@@ -157,19 +153,11 @@ class Adapter:
         return _ack(CONFIRM_SUCCESS)  # nothing to apply: VNPay must stop sending
 
     def reject(self, error: Exception) -> Ack:
-        return _ack(INVALID_SIGNATURE if isinstance(error, SignatureError) else INVALID_REQUEST)
+        return _ack(next((answer for cls, answer in _REJECTIONS if isinstance(error, cls)), INVALID_REQUEST))
 
     def retry_later(self) -> Ack:
         # HTTP 200 on purpose: VNPay reads the JSON, and 99 is one of the codes it retries (§5).
         return _ack(UNKNOWN_ERROR)
-
-    # --- querydr ---------------------------------------------------------------------------
-
-    async def fetch_status(self, query_: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
-        account = self.accounts.get(query_.account)
-        if account is None:
-            raise GatewayRejectedError(f"no [[vnpay]] account {query_.account!r} in PAYRECON_GATEWAYS")
-        return await query.fetch_status(account, query_, client, clock=self.clock, policy=self.retry, sleep=self.sleep)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -203,7 +191,7 @@ class Adapter:
             raise MalformedError("the IPN has no vnp_TmnCode; cannot tell which terminal it is for")
         account = self._by_tmn.get(tmn_code)
         if account is None:
-            raise UnknownAccountError(
+            raise UnknownTerminalError(
                 f"vnp_TmnCode {tmn_code!r} is not a terminal of any [[vnpay]] account in PAYRECON_GATEWAYS"
             )
         # The URL may name the account too (/webhooks/vnpay/{account} or ?account=): they must agree.

@@ -80,21 +80,6 @@ def candidate_signing_strings(params: Mapping[str, str]) -> list[str]:
     return found
 
 
-def sign_query(params: Mapping[str, str], secret: str) -> str:
-    """The `vnp_SecureHash` VNPay puts on an IPN or a pay URL carrying `params`."""
-    return hmac_sha512(secret, query_signing_string(params))
-
-
-def signed_query_string(params: Mapping[str, str], secret: str) -> str:
-    """The query string exactly as VNPay builds it: sorted signed fields, then `vnp_SecureHash` last."""
-    return f"{query_signing_string(params)}&vnp_SecureHash={sign_query(params, secret)}"
-
-
-def build_pay_url(base: str, params: Mapping[str, str], secret: str) -> str:
-    """A signed pay URL (vector vnpay-12): what a shop redirects its customer to."""
-    return f"{base}?{signed_query_string(params, secret)}"
-
-
 def pipe_string(values: Iterable[str]) -> str:
     """The JSON API's signed material: values in a fixed order, absent ones as "" (§2)."""
     return "|".join(values)

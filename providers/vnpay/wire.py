@@ -8,6 +8,7 @@ from __future__ import annotations
 import msgspec
 
 from providers.base import PaymentStatus
+from providers.codes import Code, CodeOutcome
 
 API_PATH = "/merchant_webapi/api/transaction"
 DEFAULT_API_BASE = "https://sandbox.vnpayment.vn"
@@ -64,41 +65,6 @@ class QueryDrRequest(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class RefundRequest(msgspec.Struct, frozen=True, kw_only=True):
-    vnp_RequestId: str
-    vnp_Version: str
-    vnp_Command: str
-    vnp_TmnCode: str
-    vnp_TransactionType: str  # "02" full, "03" partial
-    vnp_TxnRef: str
-    vnp_Amount: str  # refund amount × 100
-    vnp_OrderInfo: str
-    vnp_TransactionNo: str  # "0" when unknown
-    vnp_TransactionDate: str
-    vnp_CreateBy: str
-    vnp_CreateDate: str
-    vnp_IpAddr: str
-    vnp_SecureHash: str = ""
-
-    def signed_values(self) -> tuple[str, ...]:
-        return (
-            self.vnp_RequestId,
-            self.vnp_Version,
-            self.vnp_Command,
-            self.vnp_TmnCode,
-            self.vnp_TransactionType,
-            self.vnp_TxnRef,
-            self.vnp_Amount,
-            self.vnp_TransactionNo,
-            self.vnp_TransactionDate,
-            self.vnp_CreateBy,
-            self.vnp_CreateDate,
-            self.vnp_IpAddr,
-            self.vnp_OrderInfo,
-        )
-
-
-# Integrations type vnp_Amount / codes as numbers; accept both and sign the decimal text.
 Text = str | int
 
 
@@ -168,60 +134,56 @@ INVALID_AMOUNT = IpnAnswer("04", "Invalid amount")
 INVALID_SIGNATURE = IpnAnswer("97", "Invalid signature")
 INVALID_REQUEST = IpnAnswer("99", "Invalid request")
 UNKNOWN_ERROR = IpnAnswer("99", "Unknow error")  # sic: VNPay's sample spelling
-FINAL_RSP_CODES = frozenset({"00", "02"})
 
 
 # --- code tables ---------------------------------------------------------------------------------
 
 
-class Code(msgspec.Struct, frozen=True):
-    status: PaymentStatus | None  # None: not a payment state of its own (see the rules in status.py)
-    text: str  # VNPay's wording, paraphrased; goes into PaymentEvent.reason
-    flag: str | None = None  # a condition ops must look at: becomes a ledger anomaly
-
-
 P = PaymentStatus
+_PAY = CodeOutcome.PAYMENT
 
 # vnp_ResponseCode of an IPN / return URL (VNPay PAY table).
 RESPONSE_CODES: dict[str, Code] = {
-    "00": Code(P.SUCCEEDED, ""),  # Giao dịch thành công — only with TransactionStatus 00
-    "07": Code(P.PROCESSING, "suspected fraud", "fraud_review"),  # Trừ tiền thành công, giao dịch bị nghi ngờ
-    "09": Code(P.FAILED, "card not enrolled in internet banking"),  # Thẻ/Tài khoản chưa đăng ký InternetBanking
-    "10": Code(P.FAILED, "card details wrong more than 3 times"),  # Xác thực thông tin thẻ sai quá 3 lần
-    "11": Code(P.CANCELED, "payment window expired"),  # Đã hết hạn chờ thanh toán
-    "12": Code(P.FAILED, "card locked"),  # Thẻ/Tài khoản bị khóa
-    "13": Code(P.FAILED, "wrong OTP"),  # Nhập sai mật khẩu xác thực giao dịch (OTP)
-    "24": Code(P.CANCELED, "customer cancelled"),  # Khách hàng hủy giao dịch
-    "51": Code(P.FAILED, "insufficient balance"),  # Tài khoản không đủ số dư
-    "65": Code(P.FAILED, "daily limit exceeded"),  # Vượt quá hạn mức giao dịch trong ngày
-    "75": Code(P.FAILED, "bank under maintenance"),  # Ngân hàng thanh toán đang bảo trì
-    "79": Code(P.FAILED, "wrong payment password too many times"),  # Nhập sai mật khẩu thanh toán quá số lần
-    "99": Code(P.FAILED, "other error"),  # Các lỗi khác
+    "00": Code(_PAY, P.SUCCEEDED, ""),  # Giao dịch thành công — only with TransactionStatus 00
+    "07": Code(_PAY, P.PROCESSING, "suspected fraud", "fraud_review"),  # Trừ tiền thành công, giao dịch bị nghi ngờ
+    "09": Code(_PAY, P.FAILED, "card not enrolled in internet banking"),  # Thẻ/Tài khoản chưa đăng ký InternetBanking
+    "10": Code(_PAY, P.FAILED, "card details wrong more than 3 times"),  # Xác thực thông tin thẻ sai quá 3 lần
+    "11": Code(_PAY, P.CANCELED, "payment window expired"),  # Đã hết hạn chờ thanh toán
+    "12": Code(_PAY, P.FAILED, "card locked"),  # Thẻ/Tài khoản bị khóa
+    "13": Code(_PAY, P.FAILED, "wrong OTP"),  # Nhập sai mật khẩu xác thực giao dịch (OTP)
+    "24": Code(_PAY, P.CANCELED, "customer cancelled"),  # Khách hàng hủy giao dịch
+    "51": Code(_PAY, P.FAILED, "insufficient balance"),  # Tài khoản không đủ số dư
+    "65": Code(_PAY, P.FAILED, "daily limit exceeded"),  # Vượt quá hạn mức giao dịch trong ngày
+    "75": Code(_PAY, P.FAILED, "bank under maintenance"),  # Ngân hàng thanh toán đang bảo trì
+    "79": Code(_PAY, P.FAILED, "wrong payment password too many times"),  # Nhập sai mật khẩu thanh toán quá số lần
+    "99": Code(_PAY, P.FAILED, "other error"),  # Các lỗi khác
     # Older tables and some libraries:
-    "01": Code(P.FAILED, "transaction already exists"),
-    "02": Code(P.FAILED, "invalid merchant"),
-    "03": Code(P.FAILED, "invalid data format"),
-    "04": Code(P.FAILED, "website locked"),
-    "05": Code(P.FAILED, "wrong password"),
-    "06": Code(P.FAILED, "wrong OTP"),
-    "08": Code(P.FAILED, "bank under maintenance"),
+    "01": Code(_PAY, P.FAILED, "transaction already exists"),
+    "02": Code(_PAY, P.FAILED, "invalid merchant"),
+    "03": Code(_PAY, P.FAILED, "invalid data format"),
+    "04": Code(_PAY, P.FAILED, "website locked"),
+    "05": Code(_PAY, P.FAILED, "wrong password"),
+    "06": Code(_PAY, P.FAILED, "wrong OTP"),
+    "08": Code(_PAY, P.FAILED, "bank under maintenance"),
 }
 
 # vnp_TransactionStatus: the state at VNPay, on IPNs and querydr answers.
 TRANSACTION_STATUSES: dict[str, Code] = {
-    "00": Code(P.SUCCEEDED, "successful"),  # Giao dịch thành công
-    "01": Code(P.PENDING, "not completed yet"),  # Giao dịch chưa hoàn tất
-    "02": Code(P.FAILED, "failed"),  # Giao dịch bị lỗi
-    "04": Code(P.FAILED, "reversed", "reversal"),  # Giao dịch đảo: trừ tiền ở ngân hàng, chưa thành công ở VNPay
-    "05": Code(None, "refund in progress at VNPay"),  # VNPAY đang xử lý giao dịch này (GD hoàn tiền)
-    "06": Code(None, "refund sent to the bank"),  # VNPAY đã gửi yêu cầu hoàn tiền sang Ngân hàng
-    "07": Code(P.PROCESSING, "suspected fraud", "fraud_review"),  # Giao dịch bị nghi ngờ gian lận
-    "09": Code(None, "refund rejected", "refund_rejected"),  # GD Hoàn trả bị từ chối
+    "00": Code(_PAY, P.SUCCEEDED, "successful"),  # Giao dịch thành công
+    "01": Code(_PAY, P.PENDING, "not completed yet"),  # Giao dịch chưa hoàn tất
+    "02": Code(_PAY, P.FAILED, "failed"),  # Giao dịch bị lỗi
+    "04": Code(_PAY, P.FAILED, "reversed", "reversal"),  # Giao dịch đảo: trừ tiền ở ngân hàng, chưa thành công ở VNPay
+    "05": Code(
+        CodeOutcome.IGNORE, None, "refund in progress at VNPay"
+    ),  # VNPAY đang xử lý giao dịch này (GD hoàn tiền)
+    "06": Code(CodeOutcome.IGNORE, None, "refund sent to the bank"),  # VNPAY đã gửi yêu cầu hoàn tiền sang Ngân hàng
+    "07": Code(_PAY, P.PROCESSING, "suspected fraud", "fraud_review"),  # Giao dịch bị nghi ngờ gian lận
+    "09": Code(CodeOutcome.IGNORE, None, "refund rejected", "refund_rejected"),  # GD Hoàn trả bị từ chối
     # Techspec PDF summary only (unconfirmed):
-    "08": Code(P.CANCELED, "timed out"),
-    "10": Code(P.SUCCEEDED, "delivered"),
-    "11": Code(P.CANCELED, "cancelled"),
-    "20": Code(P.SUCCEEDED, "settled to merchant"),
+    "08": Code(_PAY, P.CANCELED, "timed out"),
+    "10": Code(_PAY, P.SUCCEEDED, "delivered"),
+    "11": Code(_PAY, P.CANCELED, "cancelled"),
+    "20": Code(_PAY, P.SUCCEEDED, "settled to merchant"),
 }
 
 # vnp_TransactionType of querydr / refund.
@@ -230,34 +192,14 @@ FULL_REFUND = "02"  # Hoàn trả toàn phần
 PARTIAL_REFUND = "03"  # Hoàn trả một phần
 
 
-class QueryCode(msgspec.Struct, frozen=True):
-    outcome: str  # "ok" | "not_found" | "retry" | "reject"
-    text: str
-
-
 # querydr vnp_ResponseCode: about the request, not the payment.
-QUERYDR_CODES: dict[str, QueryCode] = {
-    "00": QueryCode("ok", "request accepted"),  # Yêu cầu thành công
-    "02": QueryCode("reject", "invalid TmnCode"),  # Mã định danh kết nối không hợp lệ
-    "03": QueryCode("reject", "invalid data format"),  # Dữ liệu gửi sang không đúng định dạng
-    "08": QueryCode("retry", "system maintenance"),  # Hệ thống đang bảo trì (Techspec)
-    "91": QueryCode("not_found", "transaction not found"),  # Không tìm thấy giao dịch yêu cầu
-    "94": QueryCode("retry", "duplicate request within the time limit"),  # Yêu cầu bị trùng lặp
-    "97": QueryCode("reject", "invalid checksum"),  # Checksum không hợp lệ
-    "99": QueryCode("retry", "other error"),  # Các lỗi khác
-}
-
-# refund vnp_ResponseCode (the simulator answers with these).
-REFUND_CODES: dict[str, str] = {
-    "00": "Refund success",  # Yêu cầu thành công
-    "02": "Invalid TmnCode",
-    "03": "Invalid data format",
-    "08": "System maintenance",
-    "16": "Refund not possible at this time",
-    "91": "Transaction not found",
-    "93": "Invalid refund amount",
-    "94": "Refund already requested and in progress",
-    "95": "Payment did not succeed at VNPay; cannot refund",
-    "97": "Invalid checksum",
-    "99": "Other error",
+QUERYDR_CODES: dict[str, Code] = {
+    "00": Code(CodeOutcome.PAYMENT, text="request accepted"),  # Yêu cầu thành công
+    "02": Code(CodeOutcome.REJECT, text="invalid TmnCode"),  # Mã định danh kết nối không hợp lệ
+    "03": Code(CodeOutcome.REJECT, text="invalid data format"),  # Dữ liệu gửi sang không đúng định dạng
+    "08": Code(CodeOutcome.RETRY, text="system maintenance"),  # Hệ thống đang bảo trì (Techspec)
+    "91": Code(CodeOutcome.NOT_FOUND, text="transaction not found"),  # Không tìm thấy giao dịch yêu cầu
+    "94": Code(CodeOutcome.RETRY, text="duplicate request within the time limit"),  # Yêu cầu bị trùng lặp
+    "97": Code(CodeOutcome.REJECT, text="invalid checksum"),  # Checksum không hợp lệ
+    "99": Code(CodeOutcome.RETRY, text="other error"),  # Các lỗi khác
 }

@@ -5,8 +5,6 @@ Besides the anomaly rows, the events waiting in quarantine for an unregistered o
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 from litestar import get
 from litestar.datastructures import State
@@ -16,18 +14,8 @@ from service import orders, problems
 from service.api.bodies import since_param
 from service.api.orders import Limit, Since
 from service.auth import SECURITY, requires
+from service.model import AnomalyKind
 from service.orders import AnomalyRecord, CursorError, StoredEvent
-
-AnomalyKind = Literal[
-    "amount_mismatch",
-    "late_success",
-    "missed_success",
-    "refund_exceeds_payment",
-    "double_payment",
-    "gateway_flag",
-    "ledger_gateway_mismatch",
-    "refund_of_unknown_payment",
-]
 
 
 class AnomalyPage(msgspec.Struct, kw_only=True):

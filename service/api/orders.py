@@ -17,8 +17,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Response
 
-from providers.base import GatewayAdapter, PaymentStatus
-from providers.registry import adapter_classes
+from providers.base import PaymentStatus
+from providers.gateway import Connected
+from providers.registry import gateways as installed_gateways
 from service import admission, ledger, orders, problems
 from service.api.bodies import check_json_fields, since_param, strictly
 from service.auth import SECURITY, requires
@@ -43,9 +44,9 @@ class AuditTrail(msgspec.Struct, kw_only=True):
     transitions: list[Transition]  # every step the order took, and the event that caused it
 
 
-def _known_provider(gateways: dict[str, GatewayAdapter], provider: str) -> None:
+def _known_provider(gateways: dict[str, Connected], provider: str) -> None:
     """A list filter must name a gateway this deployment knows (configured, or installed)."""
-    known = set(gateways) | set(adapter_classes())
+    known = set(gateways) | set(installed_gateways())
     if provider not in known:
         raise problems.invalid("provider", f"unknown gateway {provider[:64]!r}; known: {', '.join(sorted(known))}")
 

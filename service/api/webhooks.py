@@ -13,7 +13,8 @@ from litestar import HttpMethod, Request, route
 from litestar.params import FromPath
 from litestar.response import Response
 
-from providers.base import Ack, GatewayAdapter, WebhookRequest, utcnow
+from providers.base import Ack, WebhookRequest, utcnow
+from providers.gateway import Connected
 from service import ingest, logs
 from service.input_guard import VERBATIM
 from service.metrics import WEBHOOKS_RECEIVED
@@ -61,9 +62,10 @@ async def _deliver(request: Request[Any, Any, Any], provider: str, account: str 
     received_at = utcnow()
     logs.bind(gateway=provider[:64], account=account)  # every line of this delivery says whose it is
     settings: Settings = request.app.state.settings
-    gateways: dict[str, GatewayAdapter] = request.app.state.gateways
+    gateways: dict[str, Connected] = request.app.state.gateways
     pool = request.app.state.pool
-    adapter = gateways.get(provider)
+    gateway = gateways.get(provider)
+    adapter = None if gateway is None else gateway.adapter
     if adapter is not None:
         WEBHOOKS_RECEIVED.labels(provider).inc()
     limit = settings.webhook_max_body

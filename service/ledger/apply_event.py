@@ -14,7 +14,7 @@ from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
 from service import metrics
 from service.db import Conn
 from service.ledger.locks import ORDER_LOCK, REFERENCE_LOCK, lock, reference_key
-from service.model import Order, OrderState, Outcome, RawDelivery, Source
+from service.model import AnomalyKind, Order, OrderState, Outcome, RawDelivery, Source
 from service.orders import get_order as _get_order
 from service.orders import has_provider, reference_owner
 from service.transitions import Anomaly, Facts, News, Payment, decide
@@ -285,7 +285,7 @@ async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = Fal
     )
     anomalies = list(decision.anomalies)
     if event.flag:  # a gateway-side condition ops must see; the event is otherwise applied normally
-        anomalies.append(Anomaly("gateway_flag", {"flag": event.flag, "status": str(event.status)}))
+        anomalies.append(Anomaly(AnomalyKind.GATEWAY_FLAG, {"flag": event.flag, "status": str(event.status)}))
     recorded = [
         a.kind
         for a in anomalies

@@ -18,12 +18,12 @@ import httpx
 import msgspec
 from litestar import Litestar
 
-from providers.momo.simulator import WRONG_SECRET_KEY
+from providers.momo.sim.simulator import WRONG_SECRET_KEY
 from providers.simkit import Faults, SimulatedGateway
-from providers.stripe.signing import sign_header
-from providers.stripe.simulator import WRONG_WEBHOOK_SECRET
-from providers.vnpay.signing import signed_query_string
-from providers.vnpay.simulator import WRONG_HASH_SECRET
+from providers.stripe.sim.signing import sign_header
+from providers.stripe.sim.simulator import WRONG_WEBHOOK_SECRET
+from providers.vnpay.sim.signing import signed_query_string
+from providers.vnpay.sim.simulator import WRONG_HASH_SECRET
 from service import apikeys, ledger
 from service.app import create_app
 from service.model import NewOrder

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from providers.base import PaymentStatus
-from providers.stripe.signing import sign_header
+from providers.stripe.sim.signing import sign_header
 from service import apikeys, logs
 from service.settings import Settings
 from tests.e2e.harness import Running, register, running, stripe_webhook

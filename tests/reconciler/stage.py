@@ -16,9 +16,10 @@ import httpx
 import msgspec
 from litestar import Litestar
 
-from providers.base import GatewayAdapter, PaymentStatus, StatusQuery
+from providers.base import PaymentStatus, StatusQuery
+from providers.gateway import Connected
 from providers.http import RetryPolicy
-from providers.registry import adapter_classes
+from providers.registry import gateways
 from providers.simkit import Faults, SimulatedGateway
 from reconciler.run import RunEnv
 from service import ledger
@@ -40,7 +41,7 @@ class Stage(msgspec.Struct, kw_only=True):
     app_url: str
     sims: dict[str, SimulatedGateway]
     sim_urls: dict[str, str]
-    adapters: dict[str, GatewayAdapter]
+    adapters: dict[str, Connected]
     references: dict[str, tuple[str, str]] = {}  # order id → (gateway, reference)
     queries: list[str] = []  # every status-API request the reconciler made: method, URL and body
 
@@ -99,7 +100,7 @@ class Stage(msgspec.Struct, kw_only=True):
                 created_at=row["created_at"],
                 provider_data=row["provider_data"],
             )
-            event = await self.adapters[gateway].fetch_status(query, http)
+            event = await self.adapters[gateway].status.fetch_status(query, http)
             truth[row["id"]] = "missing" if event is None else event.status.value
         return truth
 
@@ -115,17 +116,16 @@ class Stage(msgspec.Struct, kw_only=True):
 
 def reconciler_adapters(
     sims: dict[str, SimulatedGateway], urls: dict[str, str], *, concurrency: int = 8
-) -> dict[str, GatewayAdapter]:
-    classes = adapter_classes()
-    adapters: dict[str, GatewayAdapter] = {}
+) -> dict[str, Connected]:
+    adapters: dict[str, Connected] = {}
     for name, sim in sims.items():
         table: dict[str, Any] = {
             **sim.gateway_config(urls[name]),
             "query_rate": 500.0,
             "query_concurrency": concurrency,
         }
-        account = msgspec.convert(table, classes[name].Account)
-        adapters[name] = classes[name]([account], retry=FAST_RETRY)  # type: ignore[call-arg]
+        gateway = gateways()[name]
+        adapters[name] = gateway.connect([msgspec.convert(table, gateway.account)], retry=FAST_RETRY)
     return adapters
 
 

@@ -27,6 +27,7 @@ from providers.base import (
     utcnow,
 )
 from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
+from providers.gateway import Gateway
 from service.app import create_app
 from service.ingest import BodyTooLargeError, UnknownProviderError, raw_delivery, reason_of
 from service.serving import serving
@@ -94,7 +95,15 @@ async def make_app(settings: Settings) -> AsyncIterator[StartApp]:
 
         async def start(mode: str) -> App:
             adapter = FlakyAdapter(mode)
-            base = await stack.enter_async_context(serving(create_app(settings, gateways={"flaky": adapter})))
+            flaky = Gateway(
+                name="flaky",
+                account=GatewayAccount,
+                adapter=lambda _accounts: adapter,
+                status=lambda _accounts, **_: adapter,
+                simulator=lambda **_: pytest.fail("no simulator here"),
+            )
+            gateways = {"flaky": flaky.connect([])}
+            base = await stack.enter_async_context(serving(create_app(settings, gateways=gateways)))
             http = await stack.enter_async_context(httpx.AsyncClient(base_url=base))
             return App(http=http, adapter=adapter)
 

@@ -71,7 +71,7 @@ def path(provider: str, account: str | None) -> str:
 
 def expected_refusal(app: Running, provider: str, request: httpx.Request, account: str | None) -> Exception | None:
     """The oracle: what the adapter itself says of this delivery (None: it verifies and parses)."""
-    adapter = app.app.state.gateways[provider]
+    adapter = app.app.state.gateways[provider].adapter
     delivery = WebhookRequest(
         method=request.method,
         body=request.content,
@@ -100,7 +100,7 @@ async def check(app: Running, pool: asyncpg.Pool, provider: str, request: httpx.
         assert [row["reason"] for row in rows] == ["body_too_large"]
     elif refusal is not None:
         assert [row["reason"] for row in rows] == [reason_of(refusal)], refusal
-        assert response.status_code == app.app.state.gateways[provider].reject(refusal).status_code
+        assert response.status_code == app.app.state.gateways[provider].adapter.reject(refusal).status_code
         assert not app.sims[provider].dispatcher.accepts(response)
     else:  # the mutation left a valid delivery: it went to the ledger and was answered, no row
         assert rows == []

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from providers.base import PaymentStatus
-from providers.vnpay.signing import signed_query_string
+from providers.vnpay.sim.signing import signed_query_string
 from service.settings import Settings
 from tests.e2e.harness import (
     Running,
@@ -206,7 +206,7 @@ async def test_vnpay_vectors_through_http(app: Running, pool: asyncpg.Pool) -> N
     assert (await order_json(app, "ord1001"))["status"] == "succeeded"
     assert (await order_json(app, "ord1003"))["status"] == "canceled"
     stored = await pool.fetchval(
-        "select raw_body is not null from payment_events where dedupe_key like 'vnpay:ord1002%'"
+        "select raw_body is not null from payment_events where dedupe_key like 'vnpay:default:ord1002%'"
     )
     assert stored is True
     assert await rejected(pool) == []

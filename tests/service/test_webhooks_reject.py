@@ -13,8 +13,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from providers.base import PaymentStatus
-from providers.momo.simulator import DEFAULT_SECRET_KEY as MOMO_SECRET
-from providers.vnpay.simulator import TEST_HASH_SECRET
+from providers.momo.sim.simulator import DEFAULT_SECRET_KEY as MOMO_SECRET
+from providers.vnpay.sim.signing import signed_query_string
+from providers.vnpay.sim.simulator import TEST_HASH_SECRET
 from service.app import settings_with
 from service.settings import Settings
 from tests.e2e.harness import (
@@ -216,3 +217,34 @@ async def test_vnpay_tampered_vectors_answer_97(app: Running, pool: asyncpg.Pool
     assert response.status_code == 200
     assert response.json() == vector["ack"]["body"]
     assert (await only_row(pool))["reason"] == "signature"
+
+
+async def test_momo_deeply_nested_body_is_malformed_not_an_adapter_error(app: Running, pool: asyncpg.Pool) -> None:
+    # Issue 10.6: a RecursionError inside the decode was recorded as adapter_error with a traceback.
+    body = b'{"partnerCode":' + b"[" * 2000 + b"]" * 2000 + b"}"  # within the 4 KiB cap
+
+    response = await app.http.post("/webhooks/momo", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "malformed"}
+    assert (await only_row(pool))["reason"] == "malformed"
+
+
+async def test_vnpay_amount_not_vnd_times_100_is_04_and_unknown_terminal_is_97(
+    app: Running, pool: asyncpg.Pool
+) -> None:
+    # Issue 10.6, from VNPay's IPN sample: it checks the checksum with the merchant's own secret
+    # (an unknown terminal's cannot match: 97), then compares vnp_Amount / 100 with the order (04).
+    sim = app.sims["vnpay"]
+    sim.create_payment(order_id="ord_v9", amount=150_000, currency="VND")
+    sim.set_status("ord_v9", PaymentStatus.SUCCEEDED)
+    params = sim.ipn_params(sim.transaction("ord_v9"))  # type: ignore[attr-defined]
+    odd_amount = signed_query_string({**params, "vnp_Amount": "15000050"}, TEST_HASH_SECRET)
+    stranger = signed_query_string({**params, "vnp_TmnCode": "NOTOURS1"}, "A-SECRET-WE-DO-NOT-HOLD")
+
+    amount = await app.http.get(f"/webhooks/vnpay?{odd_amount}")
+    terminal = await app.http.get(f"/webhooks/vnpay?{stranger}")
+
+    assert (amount.status_code, amount.json()) == (200, {"RspCode": "04", "Message": "Invalid amount"})
+    assert (terminal.status_code, terminal.json()) == (200, {"RspCode": "97", "Message": "Invalid signature"})
+    assert [row["reason"] for row in await rejected(pool)] == ["invalid_amount", "unknown_terminal"]

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from providers.base import WebhookRequest
-from providers.momo import Account, Adapter, signing
+from providers.momo import Account, Adapter, StatusClient, signing
 
 VECTORS_PATH = Path(__file__).parents[2] / "fixtures" / "vectors.json"
 MOMO_VECTORS: list[dict[str, Any]] = [
@@ -68,5 +68,9 @@ def request(body: bytes | dict[str, Any], *, account: str | None = None) -> Webh
     )
 
 
-def adapter(*accounts: Account, **kwargs: Any) -> Adapter:
-    return Adapter(list(accounts) or [account()], **kwargs)
+def adapter(*accounts: Account) -> Adapter:
+    return Adapter(list(accounts) or [account()])
+
+
+def status_client(*accounts: Account, **kwargs: Any) -> StatusClient:
+    return StatusClient(list(accounts) or [account()], **kwargs)

@@ -10,20 +10,21 @@ import msgspec
 import pytest
 
 from providers.base import GatewayAdapter, OutcomeKind, PaymentStatus
+from providers.codes import CodeOutcome
 from providers.errors import MalformedError, SignatureError, UnknownAccountError
 from providers.momo import Account, Adapter
-from providers.momo.wire import RESULT_CODES, CodeKind
-from providers.registry import adapter_classes
+from providers.momo.wire import RESULT_CODES
+from providers.registry import gateways
 
 from .helpers import ACCESS, PARTNER, SECRET, account, adapter, request, signed_ipn, vector
 
-PAYMENT_CODES = {code: m.status for code, m in RESULT_CODES.items() if m.kind is CodeKind.PAYMENT}
+PAYMENT_CODES = {code: m.status for code, m in RESULT_CODES.items() if m.outcome is CodeOutcome.PAYMENT}
 
 
 def test_registered_and_satisfies_protocol() -> None:
-    assert adapter_classes()["momo"] is Adapter
+    assert gateways()["momo"].adapter is Adapter
     assert isinstance(adapter(), GatewayAdapter)
-    assert Adapter.Account is Account
+    assert gateways()["momo"].account is Account
 
 
 def test_account_from_toml_shapes() -> None:
@@ -125,9 +126,9 @@ def test_every_payment_code_maps_through_the_table(code: int, status: PaymentSta
     a.verify(req)
     [event] = a.parse(req)
     assert event.status == status
-    assert event.dedupe_key == f"momo:4088878653:{code}"
+    assert event.dedupe_key == f"momo:default:4088878653:{code}"
     assert event.reason == f"momo:{code} text {code}"
-    assert event.flag == ("momo:99 unknown error at MoMo; confirm the payment with MoMo" if code == 99 else None)
+    assert event.flag == ("unknown_error" if code == 99 else None)
 
 
 def test_table_is_complete_and_mapped_as_the_reference_says() -> None:
@@ -140,7 +141,7 @@ def test_table_is_complete_and_mapped_as_the_reference_says() -> None:
     assert set(RESULT_CODES) - set(PAYMENT_CODES) == others
 
 
-@pytest.mark.parametrize("code", sorted(c for c, m in RESULT_CODES.items() if m.kind is not CodeKind.PAYMENT))
+@pytest.mark.parametrize("code", sorted(c for c, m in RESULT_CODES.items() if m.outcome is not CodeOutcome.PAYMENT))
 def test_refund_results_and_request_errors_change_nothing(code: int) -> None:
     a = adapter()
     req = request(signed_ipn(resultCode=code))
@@ -167,7 +168,7 @@ def test_trans_id_zero_has_no_payment_id_and_a_per_order_dedupe_key() -> None:
         a.verify(req)
         events += a.parse(req)
     assert [e.provider_payment_id for e in events] == [None, None]
-    assert events[0].dedupe_key == "momo:MOMOPAYRECON2026:ord_a:1005"
+    assert events[0].dedupe_key == "momo:default:MOMOPAYRECON2026:ord_a:1005"
     assert events[0].dedupe_key != events[1].dedupe_key
 
 
@@ -216,6 +217,6 @@ def test_adapter_imports_without_litestar_service_or_asyncpg() -> None:
         "import sys\n"
         "for name in ('litestar', 'service', 'reconciler', 'asyncpg'): sys.modules[name] = None\n"
         "import providers.momo\n"
-        "assert 'providers.momo.simulator' not in sys.modules\n"
+        "assert 'providers.momo.sim.simulator' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # noqa: S603 - our own interpreter

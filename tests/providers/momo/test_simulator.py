@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from providers.base import PaymentEvent, PaymentStatus, StatusQuery, WebhookRequest
 from providers.errors import GatewayError
-from providers.momo import Account, Adapter, signing
-from providers.momo.simulator import ORDER_ID, Simulator
+from providers.momo import Account, Adapter, StatusClient, signing
+from providers.momo.sim.simulator import ORDER_ID, Simulator
 from providers.simkit import Faults
 from service.serving import serving
 
@@ -320,7 +320,7 @@ async def test_standalone_over_real_http() -> None:
         created = await client.post("/_sim/payments", json={"order_id": "ord_77", "amount": 99000})
         assert created.status_code == 201
         await client.post("/_sim/payments/ord_77/status", json={"status": "succeeded"})
-        adapter = Adapter([msgspec.convert(sim.gateway_config(base), Account)])
+        status = StatusClient([msgspec.convert(sim.gateway_config(base), Account)])
         query = StatusQuery(
             order_id="ord_77",
             account="default",
@@ -329,6 +329,6 @@ async def test_standalone_over_real_http() -> None:
             currency="VND",
             created_at=datetime.now(UTC),
         )
-        event = await adapter.fetch_status(query, client)
+        event = await status.fetch_status(query, client)
     assert event is not None
     assert (event.status, event.amount) == (PaymentStatus.SUCCEEDED, 99000)

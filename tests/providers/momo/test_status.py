@@ -11,11 +11,12 @@ import msgspec
 import pytest
 
 from providers.base import PaymentEvent, PaymentStatus, StatusQuery
+from providers.codes import CodeOutcome
 from providers.errors import GatewayRejectedError, GatewayUnavailableError, UnknownAccountError
 from providers.http import RetryPolicy
-from providers.momo import Account, Adapter
-from providers.momo.simulator import Simulator
-from providers.momo.wire import RESULT_CODES, CodeKind
+from providers.momo import Account, StatusClient
+from providers.momo.sim.simulator import Simulator
+from providers.momo.wire import RESULT_CODES
 from providers.simkit import Faults
 
 from .helpers import PARTNER, vector
@@ -35,9 +36,9 @@ def query(reference: str = "ord_1001", account: str = "default", amount: int = 1
     )
 
 
-def make_adapter(sim: Simulator | None = None, sleeps: Sleeps | None = None, **overrides: Any) -> Adapter:
+def make_client(sim: Simulator | None = None, sleeps: Sleeps | None = None, **overrides: Any) -> StatusClient:
     config = (sim or Simulator()).gateway_config(API) | overrides
-    return Adapter(
+    return StatusClient(
         [msgspec.convert(config, Account)],
         clock=lambda: NOW,
         sleep=sleeps if sleeps is not None else Sleeps(),
@@ -51,13 +52,13 @@ def sim_client(sim: Simulator) -> httpx.AsyncClient:
 
 async def ask(sim: Simulator, reference: str = "ord_1001", **overrides: Any) -> PaymentEvent | None:
     async with sim_client(sim) as client:
-        return await make_adapter(sim, **overrides).fetch_status(query(reference), client)
+        return await make_client(sim, **overrides).fetch_status(query(reference), client)
 
 
 # --- against the simulator ---------------------------------------------------------------
 
 
-SIM_CODES = sorted(code for code, m in RESULT_CODES.items() if m.kind is CodeKind.PAYMENT and code != 1000)
+SIM_CODES = sorted(code for code, m in RESULT_CODES.items() if m.outcome is CodeOutcome.PAYMENT and code != 1000)
 
 
 @pytest.mark.parametrize("code", SIM_CODES)
@@ -80,7 +81,7 @@ async def test_every_payment_code_the_simulator_can_produce(code: int) -> None:
     assert event.flag == RESULT_CODES[code].flag
     assert event.refunded_amount is None
     assert event.payload["resultCode"] == code
-    assert event.dedupe_key == f"momo:status:{PARTNER}:ord_1001:{code}:{event.status}:{payment.transId}:0"
+    assert event.dedupe_key == f"momo:default:status:ord_1001:{event.status}:{payment.transId}:0"
 
 
 async def test_new_payment_is_pending_without_a_transaction() -> None:
@@ -192,7 +193,7 @@ async def test_rotation_signs_queries_with_the_first_secret() -> None:
 async def test_unknown_account_in_query() -> None:
     async with sim_client(Simulator()) as client:
         with pytest.raises(UnknownAccountError):
-            await make_adapter().fetch_status(query(account="elsewhere"), client)
+            await make_client().fetch_status(query(account="elsewhere"), client)
 
 
 # --- retries against the fault knobs ---------------------------------------------------
@@ -230,7 +231,7 @@ async def scripted(sim: Simulator, script: list[Any], sleeps: Sleeps, **override
     transport = Scripted(sim, script)
     async with httpx.AsyncClient(transport=transport) as client:
         try:
-            result: Any = await make_adapter(sim, sleeps, **overrides).fetch_status(query(), client)
+            result: Any = await make_client(sim, sleeps, **overrides).fetch_status(query(), client)
         except Exception as exc:
             result = exc
     return result, transport
@@ -296,7 +297,7 @@ async def test_request_is_momo_07_byte_for_byte() -> None:
     sim = Simulator()
     sim.create_payment(order_id="ord_1001", amount=150000, currency="VND")
     transport = Scripted(sim, [])
-    adapter = Adapter(
+    adapter = StatusClient(
         [msgspec.convert(sim.gateway_config(API + "/"), Account)], request_id=lambda: "recon-20251124-0001"
     )
     async with httpx.AsyncClient(transport=transport) as client:
@@ -333,7 +334,7 @@ REFUND = {"orderId": "ord_1001-rf1", "amount": 50000, "resultCode": 0, "transId"
 
 async def recorded(response: httpx.Response) -> PaymentEvent | None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda _: response)) as client:
-        return await make_adapter().fetch_status(query(), client)
+        return await make_client().fetch_status(query(), client)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from providers import errors
 from providers.base import PaymentStatus
 from providers.momo import Account, Adapter, signing
-from providers.momo.simulator import sign_sorted
+from providers.momo.sim.simulator import sign_sorted
 from providers.momo.status import query_body
 
 from .helpers import MOMO_VECTORS, request, vector

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import WebhookRequest
-from providers.stripe import Account, Adapter
-from providers.stripe.signing import sign_header
-from providers.stripe.simulator import TEST_API_KEY, TEST_WEBHOOK_SECRET
+from providers.stripe import Account, Adapter, EventsFeed
+from providers.stripe.sim.signing import sign_header
+from providers.stripe.sim.simulator import TEST_API_KEY, TEST_WEBHOOK_SECRET
 
 VECTORS_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "vectors.json"
 VECTORS: list[dict[str, Any]] = [
@@ -35,8 +35,12 @@ def account(**overrides: Any) -> Account:
     return Account(**fields)
 
 
-def adapter(*accounts: Account, **kwargs: Any) -> Adapter:
-    return Adapter(list(accounts) or [account()], **kwargs)
+def adapter(*accounts: Account) -> Adapter:
+    return Adapter(list(accounts) or [account()])
+
+
+def status_client(*accounts: Account, **kwargs: Any) -> EventsFeed:
+    return EventsFeed(list(accounts) or [account()], **kwargs)
 
 
 def at(unix: float) -> datetime:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from providers.base import PaymentEvent
 from providers.errors import MalformedError, ReplayError, SignatureError
-from providers.stripe.signing import sign_header
-from providers.stripe.simulator import TEST_WEBHOOK_SECRET
+from providers.stripe.sim.signing import sign_header
+from providers.stripe.sim.simulator import TEST_WEBHOOK_SECRET
 
 from ._support import NOW, VECTORS, adapter, request, signed
 

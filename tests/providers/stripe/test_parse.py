@@ -42,7 +42,7 @@ def test_payment_intent_events(event_type: str, pi_fields: dict, status: S, amou
     [ev] = parse_one(event(event_type, intent(**pi_fields), event_id="evt_pi"))
     assert (ev.status, ev.amount, ev.currency) == (status, amount, "USD")
     assert (ev.reference, ev.provider_payment_id, ev.order_id) == ("pi_3T", "pi_3T", "ord_1")
-    assert ev.dedupe_key == "evt_pi"
+    assert ev.dedupe_key == "stripe:default:evt_pi"
     assert ev.occurred_at == at(NOW - 1)
     assert ev.refunded_amount is None
 

@@ -13,8 +13,8 @@ from providers.base import PaymentStatus, StatusQuery
 from providers.errors import GatewayRejectedError, GatewayUnavailableError, UnknownAccountError
 from providers.http import RetryPolicy
 from providers.simkit import Faults
-from providers.stripe import Account, Adapter
-from providers.stripe.simulator import Simulator
+from providers.stripe import Account, EventsFeed
+from providers.stripe.sim.simulator import Simulator
 
 S = PaymentStatus
 ASKED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -36,10 +36,10 @@ class Clock:
         return self.now
 
 
-def make(sim: Simulator, **account: Any) -> tuple[Adapter, httpx.AsyncClient, Sleeps]:
+def make(sim: Simulator, **account: Any) -> tuple[EventsFeed, httpx.AsyncClient, Sleeps]:
     sleeps = Sleeps()
     config = {**sim.gateway_config("http://sim.test"), **account}
-    gateway = Adapter([Account(**config)], clock=lambda: ASKED, sleep=sleeps)
+    gateway = EventsFeed([Account(**config)], clock=lambda: ASKED, sleep=sleeps)
     return gateway, httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.asgi_app())), sleeps
 
 
@@ -85,7 +85,7 @@ async def test_fetch_status_against_the_simulator(steps: list[S], status: S, amo
     assert (ev.status, ev.amount, ev.currency, ev.refunded_amount) == (status, amount, "USD", refunded)
     assert (ev.reference, ev.provider_payment_id, ev.order_id, ev.account) == (pi, pi, "ord_1", "default")
     assert ev.occurred_at == ASKED
-    assert ev.dedupe_key == f"stripe:status:{pi}:{status}:{pi}:{refunded or 0}"
+    assert ev.dedupe_key == f"stripe:default:status:{pi}:{status}:{pi}:{refunded or 0}"
     assert again == ev  # same answer, same dedupe key: a duplicate for the ledger
     assert ev.payload["id"] == pi
     if status is S.FAILED:
@@ -136,7 +136,7 @@ async def test_search_uses_the_configured_metadata_key_and_escapes_quotes() -> N
         seen.append(request)
         return httpx.Response(200, json={"object": "search_result", "data": [], "has_more": False})
 
-    gateway = Adapter(
+    gateway = EventsFeed(
         [
             Account(
                 api_base="https://api.example/",
@@ -267,7 +267,7 @@ async def test_recorded_payment_intent_shapes(
         seen.append(request)
         return httpx.Response(200, json=body)
 
-    gateway = Adapter(
+    gateway = EventsFeed(
         [Account(api_base="https://api.example", api_key="sk_test_x", webhook_secrets=["w"])], clock=lambda: ASKED
     )
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
@@ -281,7 +281,7 @@ async def test_recorded_payment_intent_shapes(
 
 
 async def test_unlisted_status_is_flagged() -> None:
-    gateway = Adapter([Account(api_key="k", webhook_secrets=["w"])], clock=lambda: ASKED)
+    gateway = EventsFeed([Account(api_key="k", webhook_secrets=["w"])], clock=lambda: ASKED)
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json=recorded(status="requires_source")))
     async with httpx.AsyncClient(transport=transport) as client:
         ev = await gateway.fetch_status(query("pi_3x"), client)
@@ -324,7 +324,7 @@ async def test_recorded_error_shapes(status_code: int, body: Any, outcome: type[
             return httpx.Response(status_code, text=body)
         return httpx.Response(status_code, json=body)
 
-    gateway = Adapter([Account(api_key="k", webhook_secrets=["w"])])
+    gateway = EventsFeed([Account(api_key="k", webhook_secrets=["w"])])
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         if outcome is None:
             assert await gateway.fetch_status(query("pi_x"), client) is None
@@ -377,7 +377,7 @@ async def test_simulator_throttle_knob_gives_unavailable_with_retry_after() -> N
 async def test_permanent_5xx_is_unavailable_after_the_budget() -> None:
     sim = Simulator(faults=Faults(api_error_rate=1.0, seed=1))
     sleeps = Sleeps()
-    gateway = Adapter(
+    gateway = EventsFeed(
         [Account(**sim.gateway_config("http://sim.test"))], retry=RetryPolicy(attempts=3, base_delay=0.1), sleep=sleeps
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.asgi_app())) as client:
@@ -400,7 +400,7 @@ async def test_wrong_api_key_is_rejected() -> None:
 
 
 async def test_unknown_account_for_status() -> None:
-    gateway = Adapter([Account(api_key="k", webhook_secrets=["w"])])
+    gateway = EventsFeed([Account(api_key="k", webhook_secrets=["w"])])
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
         with pytest.raises(UnknownAccountError):
             await gateway.fetch_status(
@@ -412,10 +412,10 @@ async def test_unknown_account_for_status() -> None:
 # --- catch-up -------------------------------------------------------------------------------------
 
 
-def feed(start: datetime) -> tuple[Simulator, Clock, Adapter, httpx.AsyncClient]:
+def feed(start: datetime) -> tuple[Simulator, Clock, EventsFeed, httpx.AsyncClient]:
     clock = Clock(start)
     sim = Simulator(clock=clock)
-    gateway = Adapter([Account(**sim.gateway_config("http://sim.test"))], clock=clock)
+    gateway = EventsFeed([Account(**sim.gateway_config("http://sim.test"))], clock=clock)
     return sim, clock, gateway, httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.asgi_app()))
 
 
@@ -432,7 +432,7 @@ async def test_catch_up_pages_oldest_first_and_moves_the_cursor() -> None:
     async with client:
         events, cursor = await gateway.catch_up("default", None, client)
         assert [e.reference for e in events] == refs
-        assert [e.dedupe_key for e in events] == [e["id"] for e in sim.events]
+        assert [e.dedupe_key for e in events] == [f"stripe:default:{e['id']}" for e in sim.events]
         assert cursor == int((start + timedelta(seconds=129)).timestamp())
         assert all(e.status is S.SUCCEEDED and e.currency == "EUR" for e in events)
 
@@ -495,7 +495,7 @@ async def test_catch_up_requests_the_tracked_types() -> None:
         seen.append(request)
         return httpx.Response(200, json={"object": "list", "data": [], "has_more": False, "url": "/v1/events"})
 
-    gateway = Adapter([Account(api_key="k", webhook_secrets=["w"])], clock=lambda: ASKED)
+    gateway = EventsFeed([Account(api_key="k", webhook_secrets=["w"])], clock=lambda: ASKED)
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         assert await gateway.catch_up("default", 1_000_000, client) == ([], 1_000_000)
     [req] = seen

@@ -7,7 +7,8 @@ from datetime import datetime
 import pytest
 
 from providers.errors import ReplayError, SignatureError
-from providers.stripe.signing import compute_signature, parse_header, sign_header
+from providers.stripe.signing import compute_signature, parse_header
+from providers.stripe.sim.signing import sign_header
 
 from ._support import OLD_SECRET, VECTORS, account, adapter, request, vector
 
@@ -57,7 +58,7 @@ def test_expected_event(v: dict) -> None:
     assert event.account == "default"
     assert event.reference == want["provider_payment_id"]  # the PaymentIntent id
     assert event.refunded_amount == want.get("refunded_amount")
-    assert event.payload["id"] == want["dedupe_key"]
+    assert want["dedupe_key"] == f"stripe:default:{event.payload['id']}"
 
 
 def test_rotation_header_is_what_stripe_sends_for_new_then_old_secret() -> None:

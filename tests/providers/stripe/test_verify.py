@@ -10,8 +10,9 @@ import pytest
 
 from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
 from providers.stripe import Account
-from providers.stripe.signing import compute_signature, sign_header
-from providers.stripe.simulator import TEST_WEBHOOK_SECRET
+from providers.stripe.signing import compute_signature
+from providers.stripe.sim.signing import sign_header
+from providers.stripe.sim.simulator import TEST_WEBHOOK_SECRET
 
 from ._support import NOW, OLD_SECRET, account, adapter, event, intent, request, signed
 

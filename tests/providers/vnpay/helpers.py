@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import WebhookRequest
-from providers.vnpay import Account, Adapter
-from providers.vnpay.signing import signed_query_string
-from providers.vnpay.simulator import TEST_HASH_SECRET, TEST_TMN_CODE
+from providers.vnpay import Account, Adapter, StatusClient
+from providers.vnpay.sim.signing import signed_query_string
+from providers.vnpay.sim.simulator import TEST_HASH_SECRET, TEST_TMN_CODE
 
 VECTORS_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "vectors.json"
 VECTORS: list[dict[str, Any]] = [v for v in json.loads(VECTORS_PATH.read_text())["vectors"] if v["provider"] == "vnpay"]
@@ -31,8 +31,12 @@ def account(**overrides: Any) -> Account:
     return Account(**fields)
 
 
-def adapter(*accounts: Account, **kwargs: Any) -> Adapter:
-    return Adapter(list(accounts) or [account()], **kwargs)
+def adapter(*accounts: Account) -> Adapter:
+    return Adapter(list(accounts) or [account()])
+
+
+def status_client(*accounts: Account, **kwargs: Any) -> StatusClient:
+    return StatusClient(list(accounts) or [account()], **kwargs)
 
 
 def ipn(query_string: str, *, method: str = "GET", body: bytes = b"", url_account: str | None = None) -> WebhookRequest:

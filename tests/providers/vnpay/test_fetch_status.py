@@ -11,15 +11,15 @@ import msgspec
 import pytest
 
 from providers.base import PaymentStatus, StatusQuery
-from providers.errors import GatewayRejectedError, GatewayUnavailableError
+from providers.errors import GatewayRejectedError, GatewayUnavailableError, UnknownAccountError
 from providers.http import RetryPolicy
 from providers.simkit import Faults, SimPayment
-from providers.vnpay import Adapter
+from providers.vnpay import Account, StatusClient
 from providers.vnpay.signing import GMT7, format_vnp_date, matches, pipe_string, sign_pipe
-from providers.vnpay.simulator import TEST_HASH_SECRET, Simulator
+from providers.vnpay.sim.simulator import TEST_HASH_SECRET, Simulator
 from providers.vnpay.wire import ApiResponse, QueryDrRequest
 
-from .helpers import adapter
+from .helpers import status_client
 
 P = PaymentStatus
 ASKED = datetime(2025, 11, 24, 10, 30, tzinfo=UTC)
@@ -57,10 +57,10 @@ async def client(sim: Simulator) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def _adapter(sim: Simulator, sleeps: Sleeps | None = None, **overrides: Any) -> Adapter:
+def _adapter(sim: Simulator, sleeps: Sleeps | None = None, **overrides: Any) -> StatusClient:
     config = {**sim.gateway_config(API_BASE), **overrides}
-    return Adapter(
-        [Adapter.Account(**config)],
+    return StatusClient(
+        [Account(**config)],
         clock=lambda: ASKED,
         retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02),
         sleep=sleeps or Sleeps(),
@@ -77,7 +77,7 @@ async def test_created_payment_is_pending(sim: Simulator, client: httpx.AsyncCli
     event = await _fetch(sim, client, payment)
     assert (event.status, event.provider_payment_id, event.flag) == (P.PENDING, None, None)
     assert event.occurred_at == ASKED
-    assert event.dedupe_key == "vnpay:status:o1:pending:None:0"
+    assert event.dedupe_key == "vnpay:default:status:o1:pending:None:0"
 
 
 # set_status(status) → what querydr says. querydr's TransactionStatus 02 cannot tell a
@@ -185,7 +185,7 @@ async def test_missing_create_date_is_refused_before_calling(provider_data: dict
     transport = httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(500))
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(GatewayRejectedError, match=r"provider_data\.vnp_create_date"):
-            await adapter().fetch_status(_query(SimPayment(reference="o1", provider_data=provider_data)), client)
+            await status_client().fetch_status(_query(SimPayment(reference="o1", provider_data=provider_data)), client)
     assert calls == []
 
 
@@ -272,7 +272,7 @@ O1 = SimPayment(reference="o1", provider_data={"vnp_create_date": "2025112416595
 async def _fetch_recorded(*bodies: bytes, sleeps: Sleeps | None = None, status: int = 200) -> Any:
     client, _ = _client_answering(*bodies, status=status)
     async with client:
-        subject = adapter(clock=lambda: ASKED, retry=RetryPolicy(attempts=3), sleep=sleeps or Sleeps())
+        subject = status_client(clock=lambda: ASKED, retry=RetryPolicy(attempts=3), sleep=sleeps or Sleeps())
         return await subject.fetch_status(_query(O1), client)
 
 
@@ -338,7 +338,7 @@ async def test_vnpay_level_retry_codes_then_unavailable(code: str) -> None:
     sleeps = Sleeps()
     client, calls = _client_answering(_signed_answer(vnp_ResponseCode=code, vnp_Message="busy"))
     async with client:
-        subject = adapter(clock=lambda: ASKED, retry=RetryPolicy(attempts=3), sleep=sleeps)
+        subject = status_client(clock=lambda: ASKED, retry=RetryPolicy(attempts=3), sleep=sleeps)
         with pytest.raises(GatewayUnavailableError, match=f"{code} .* after 3 attempt"):
             await subject.fetch_status(_query(O1), client)
     assert len(calls) == 3
@@ -398,8 +398,8 @@ async def test_long_retry_after_is_not_waited(sim: Simulator, client: httpx.Asyn
 async def test_unknown_account_name_is_refused() -> None:
     query = msgspec.structs.replace(_query(O1), account="nope")
     async with httpx.AsyncClient() as client:
-        with pytest.raises(GatewayRejectedError, match="'nope'"):
-            await adapter().fetch_status(query, client)
+        with pytest.raises(UnknownAccountError, match="'nope'"):
+            await status_client().fetch_status(query, client)
 
 
 def test_format_vnp_date_is_gmt7() -> None:

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from providers.errors import MalformedError, ReplayError, SignatureError
-from providers.vnpay.signing import signed_query_string
-from providers.vnpay.simulator import TEST_HASH_SECRET
+from providers.vnpay.sim.signing import signed_query_string
+from providers.vnpay.sim.simulator import TEST_HASH_SECRET
 
 from .helpers import adapter, ipn, ipn_params, signed_ipn, vectors
 

@@ -8,9 +8,11 @@ import msgspec
 import pytest
 
 from providers.base import OutcomeKind, PaymentStatus
-from providers.errors import MalformedError, ReplayError, SignatureError, UnknownAccountError
-from providers.vnpay.signing import hmac_sha512, query_signing_string, signed_fields, signed_query_string
-from providers.vnpay.simulator import TEST_HASH_SECRET, TEST_TMN_CODE
+from providers.errors import InvalidAmountError, MalformedError, ReplayError, SignatureError, UnknownAccountError
+from providers.vnpay.adapter import UnknownTerminalError
+from providers.vnpay.signing import hmac_sha512, query_signing_string, signed_fields
+from providers.vnpay.sim.signing import signed_query_string
+from providers.vnpay.sim.simulator import TEST_HASH_SECRET, TEST_TMN_CODE
 
 from .helpers import account, adapter, ipn, ipn_params, signed_ipn
 
@@ -66,7 +68,7 @@ def test_status_rules(rc: str, ts: str, status: PaymentStatus, flag: str | None)
     assert (event.status, event.flag) == (status, flag)
     assert event.reason is not None
     assert event.reason.startswith(f"vnpay:{rc}")
-    assert event.dedupe_key == f"vnpay:ord1001:14226112:{rc}:{ts}"
+    assert event.dedupe_key == f"vnpay:default:ord1001:14226112:{rc}:{ts}"
 
 
 def test_reason_carries_the_transaction_status_when_it_matters() -> None:
@@ -239,7 +241,11 @@ def test_acknowledge(outcomes: list[OutcomeKind], code: str, message: str) -> No
     [
         (SignatureError("x"), "97", "Invalid signature"),
         (MalformedError("x"), "99", "Invalid request"),
-        (UnknownAccountError("x"), "99", "Invalid request"),
+        # VNPay's sample checks the checksum first, with the merchant's secret: an unknown
+        # terminal's cannot match (issue 10.6); an amount that is not VND × 100 is no order's.
+        (UnknownTerminalError("x"), "97", "Invalid signature"),
+        (UnknownAccountError("x"), "99", "Invalid request"),  # our terminal, on another account's URL
+        (InvalidAmountError("x"), "04", "Invalid amount"),
         (ReplayError("x"), "99", "Invalid request"),
     ],
 )

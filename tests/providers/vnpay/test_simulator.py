@@ -13,10 +13,12 @@ from litestar import Litestar, Request, Response, get
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus, WebhookRequest
 from providers.errors import GatewayError, SignatureError
 from providers.simkit import Faults
-from providers.vnpay import Adapter
-from providers.vnpay.signing import sign_pipe, signed_query_string
-from providers.vnpay.simulator import TEST_HASH_SECRET, TEST_TMN_CODE, Simulator, accepts_vnpay
-from providers.vnpay.wire import API_PATH, ApiResponse, RefundRequest
+from providers.vnpay import Account, Adapter
+from providers.vnpay.signing import sign_pipe
+from providers.vnpay.sim.signing import signed_query_string
+from providers.vnpay.sim.simulator import TEST_HASH_SECRET, TEST_TMN_CODE, Simulator, accepts_vnpay
+from providers.vnpay.sim.wire import RefundRequest
+from providers.vnpay.wire import API_PATH, ApiResponse
 
 from .helpers import vector
 
@@ -28,7 +30,7 @@ class Receiver:
     """A tiny shop: our adapter's verify + parse, and an outcome chosen per delivery."""
 
     def __init__(self, decide: Decide = lambda n, events: [OutcomeKind.APPLIED]) -> None:
-        self.adapter = Adapter([Adapter.Account(tmn_code=TEST_TMN_CODE, hash_secrets=[TEST_HASH_SECRET])])
+        self.adapter = Adapter([Account(tmn_code=TEST_TMN_CODE, hash_secrets=[TEST_HASH_SECRET])])
         self.decide = decide
         self.events: list[PaymentEvent] = []
         self.errors: list[GatewayError] = []
@@ -287,7 +289,7 @@ def test_pay_url_matches_the_vector_rule() -> None:
 
 def test_gateway_config_builds_an_adapter_account() -> None:
     config = Simulator().gateway_config("http://vnpay.sim")
-    account = msgspec.convert(config, Adapter.Account)
+    account = msgspec.convert(config, Account)
     assert (account.tmn_code, account.hash_secrets, account.api_base) == (
         TEST_TMN_CODE,
         [TEST_HASH_SECRET],

@@ -11,11 +11,13 @@ import pytest
 
 from providers.base import PaymentStatus, StatusQuery
 from providers.errors import GatewayRejectedError, SignatureError
-from providers.vnpay.query import build_querydr
-from providers.vnpay.signing import build_pay_url, pipe_string, query_signing_string, sign_pipe, sign_query
-from providers.vnpay.wire import ApiResponse, RefundRequest
+from providers.vnpay.signing import pipe_string, query_signing_string, sign_pipe
+from providers.vnpay.sim.signing import build_pay_url, sign_query
+from providers.vnpay.sim.wire import RefundRequest
+from providers.vnpay.status import build_querydr
+from providers.vnpay.wire import ApiResponse
 
-from .helpers import account, adapter, ipn, vector, vectors
+from .helpers import account, adapter, ipn, status_client, vector, vectors
 
 ERRORS = {"SignatureError": SignatureError}
 
@@ -121,7 +123,7 @@ def _ord1001() -> StatusQuery:
 async def test_querydr_response_vector_through_fetch_status() -> None:
     v = vector("vnpay-09")
     asked = datetime(2025, 11, 24, 10, 15, tzinfo=UTC)
-    subject = adapter(clock=lambda: asked)
+    subject = status_client(clock=lambda: asked)
     async with _answering(v["input"]["body"]) as client:
         event = await subject.fetch_status(_ord1001(), client)
     assert event is not None
@@ -133,13 +135,13 @@ async def test_querydr_response_vector_through_fetch_status() -> None:
     assert event.provider_payment_id == expected["provider_payment_id"]
     assert event.reason == expected["reason"]
     assert event.occurred_at == asked
-    assert event.dedupe_key == "vnpay:status:ord1001:succeeded:14226112:0"
+    assert event.dedupe_key == "vnpay:default:status:ord1001:succeeded:14226112:0"
 
 
 async def test_tampered_querydr_response_vector_is_rejected() -> None:
     async with _answering(vector("vnpay-10")["input"]["body"]) as client:
         with pytest.raises(GatewayRejectedError, match="vnp_SecureHash"):
-            await adapter().fetch_status(_ord1001(), client)
+            await status_client().fetch_status(_ord1001(), client)
 
 
 def test_refund_request_vector_signature() -> None:

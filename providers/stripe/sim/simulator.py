@@ -20,8 +20,8 @@ from litestar.types import ASGIApp
 
 from providers.base import Clock, PaymentStatus, utcnow
 from providers.simkit import Faults, SimPayment, WebhookDispatcher, accepts_2xx
-from providers.stripe.signing import sign_header
-from providers.stripe.sim_api import SimulatorError, build_app
+from providers.stripe.sim.app import SimulatorError, build_app
+from providers.stripe.sim.signing import sign_header
 
 # Made-up test credentials (tests/fixtures/vectors.json secrets): no configuration needed.
 TEST_API_KEY = "sk_test_payreconSIM51mu1at0r0000000000000000"

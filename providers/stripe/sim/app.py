@@ -21,7 +21,7 @@ from providers.base import PaymentStatus
 from providers.simkit import api_fault, fault_routes
 
 if TYPE_CHECKING:
-    from providers.stripe.simulator import Simulator
+    from providers.stripe.sim.simulator import Simulator
 
 _SEARCH_CLAUSE = re.compile(
     r"\s*(?:metadata\[(?P<key>'(?:[^'\\]|\\.)*')\]|(?P<field>[a-z_]+))\s*:\s*(?P<value>'(?:[^'\\]|\\.)*')\s*"

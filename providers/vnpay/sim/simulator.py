@@ -19,8 +19,11 @@ from litestar.types import ASGIApp
 
 from providers.base import Clock, PaymentStatus, utcnow
 from providers.simkit import Faults, SimPayment, WebhookDispatcher
-from providers.vnpay.signing import build_pay_url, format_vnp_date, signed_query_string
-from providers.vnpay.wire import FINAL_RSP_CODES, FULL_REFUND, PARTIAL_REFUND, REFUND_CODES, VERSION
+from providers.vnpay.sim.app import build_app
+from providers.vnpay.sim.signing import build_pay_url, signed_query_string, vnp_date
+from providers.vnpay.sim.state import SimRefund, SimTransaction
+from providers.vnpay.sim.wire import FINAL_RSP_CODES, REFUND_CODES
+from providers.vnpay.wire import FULL_REFUND, PARTIAL_REFUND, VERSION
 
 # The made-up test credentials of tests/fixtures/vectors.json.
 TEST_TMN_CODE = "PRCN2026"
@@ -48,34 +51,6 @@ def accepts_vnpay(response: httpx.Response) -> bool:
     except msgspec.DecodeError:
         return False
     return isinstance(answer, dict) and answer.get("RspCode") in FINAL_RSP_CODES
-
-
-class SimRefund(msgspec.Struct, kw_only=True):
-    transaction_type: str  # 02 full, 03 partial
-    amount: int
-    transaction_status: str = "00"  # 05/06 in progress, 09 rejected
-    create_date: str = ""
-
-
-class SimTransaction(msgspec.Struct, kw_only=True):
-    reference: str  # vnp_TxnRef
-    order_id: str
-    account: str
-    amount: int  # VND
-    create_date: str  # the pay URL's vnp_CreateDate, GMT+7
-    order_info: str
-    response_code: str = ""
-    transaction_status: str = "01"
-    transaction_no: str = "0"
-    pay_date: str = ""
-    bank_code: str = "NCB"
-    card_type: str = "ATM"
-    bank_tran_no: str = ""
-    refunds: list[SimRefund] = []
-
-    @property
-    def refunded(self) -> int:
-        return sum(r.amount for r in self.refunds if r.transaction_status not in ("09",))
 
 
 class Simulator:
@@ -123,7 +98,7 @@ class Simulator:
         reference = reference or order_id
         if reference in self.payments:
             raise ValueError(f"vnp_TxnRef {reference!r} already used; VNPay needs a new one per attempt")
-        create_date = format_vnp_date(self.clock())
+        create_date = vnp_date(self.clock())
         self.payments[reference] = SimTransaction(
             reference=reference,
             order_id=order_id,
@@ -159,7 +134,7 @@ class Simulator:
                 txn.transaction_no = str(next(self._transaction_nos))
             txn.bank_tran_no = f"VNP{txn.transaction_no}"
         if response_code:
-            txn.pay_date = format_vnp_date(self.clock())
+            txn.pay_date = vnp_date(self.clock())
             self._notify(txn)
 
     def refund(self, reference: str, amount: int) -> None:
@@ -255,7 +230,7 @@ class Simulator:
             SimRefund(
                 transaction_type=FULL_REFUND if full else PARTIAL_REFUND,
                 amount=amount,
-                create_date=format_vnp_date(self.clock()),
+                create_date=vnp_date(self.clock()),
             )
         )
         return "00"
@@ -268,6 +243,5 @@ class Simulator:
 
     def asgi_app(self) -> ASGIApp:
         """VNPay's merchant API (querydr, refund) and the /_sim/ control API."""
-        from providers.vnpay.sim_http import build_app  # the HTTP face imports this module
 
         return build_app(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from litestar import Litestar, Response, get, post
@@ -13,17 +13,13 @@ from litestar.params import FromPath, JSONBody, RawBody
 
 from providers.base import PaymentStatus
 from providers.simkit import SimPayment, api_fault, fault_routes
-from providers.vnpay.signing import matches, sign_pipe
-from providers.vnpay.simulator import SimTransaction, Simulator
-from providers.vnpay.wire import (
-    API_PATH,
-    PAYMENT,
-    REFUND_CODES,
-    VERSION,
-    ApiResponse,
-    QueryDrRequest,
-    RefundRequest,
-)
+from providers.vnpay.sim.signing import same_checksum, sign_pipe
+from providers.vnpay.sim.state import SimTransaction
+from providers.vnpay.sim.wire import REFUND_CODES, RefundRequest
+from providers.vnpay.wire import API_PATH, PAYMENT, VERSION, ApiResponse, QueryDrRequest
+
+if TYPE_CHECKING:
+    from providers.vnpay.sim.simulator import Simulator
 
 T = TypeVar("T")
 
@@ -55,7 +51,7 @@ class MerchantApi:
                 return self._signed(failure, "Invalid command")
         except msgspec.ValidationError as exc:
             return self._signed(failure, f"Invalid data: {exc}")
-        if not matches(sign_pipe(request.signed_values(), self.sim.hash_secret), request.vnp_SecureHash):
+        if not same_checksum(sign_pipe(request.signed_values(), self.sim.hash_secret), request.vnp_SecureHash):
             return self._signed(msgspec.structs.replace(failure, vnp_ResponseCode="97"), "Invalid Checksum")
         if request.vnp_RequestId in self.sim.request_ids:
             return self._signed(msgspec.structs.replace(failure, vnp_ResponseCode="94"), "Duplicate request")

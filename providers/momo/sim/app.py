@@ -12,7 +12,7 @@ from litestar import Litestar, Response, get, post
 from litestar.params import FromPath, JSONBody, RawBody
 
 from providers.base import PaymentStatus
-from providers.momo.simulator import (
+from providers.momo.sim.state import (
     AMOUNT_LIMITS,
     MESSAGES,
     ORDER_ID,
@@ -20,11 +20,12 @@ from providers.momo.simulator import (
     raw_sorted,
     sign_sorted,
 )
-from providers.momo.wire import CreateRequest, QueryRequest, RefundRequest
+from providers.momo.sim.wire import CreateRequest, RefundRequest
+from providers.momo.wire import QueryRequest
 from providers.simkit import api_fault, fault_routes
 
 if TYPE_CHECKING:
-    from providers.momo.simulator import Simulator
+    from providers.momo.sim.simulator import Simulator
 
 DecodeFailure = (msgspec.MsgspecError, ValueError)
 

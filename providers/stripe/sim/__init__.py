@@ -1,0 +1,1 @@
+"""A simulated stripe for tests and the demo (imports litestar; never loaded by the adapter)."""
