@@ -87,7 +87,7 @@ def simulator_at(path: str) -> SimulatorFactory:
     return make
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Gateway:
     """Everything payrecon needs to know to use one gateway. Registered under `payrecon.gateways`."""
 
@@ -96,10 +96,10 @@ class Gateway:
     adapter: Callable[[Sequence[Any]], GatewayAdapter]
     status: Callable[..., StatusClient]  # called as status(accounts, clock=…, retry=…)
     simulator: SimulatorFactory  # called as simulator(webhook_url=…, faults=…, client=…)
-    events: Callable[..., EventsFeed] | None = None  # called as events(accounts, clock=…, retry=…)
+    events: Callable[..., EventsFeed] | None = field(default=None, kw_only=True)  # events(accounts, clock=…, retry=…)
     # What it accepts as an order (currencies, amount limits, the provider_data its status API
     # needs), checked when an order is registered. The default accepts any currency and amount.
-    order_rules: OrderRules = field(default_factory=OrderRules)
+    order_rules: OrderRules = field(default_factory=OrderRules, kw_only=True)
 
     def connect(
         self, accounts: Sequence[GatewayAccount], *, clock: Clock = utcnow, retry: RetryPolicy = DEFAULT_POLICY

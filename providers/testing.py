@@ -40,16 +40,8 @@ import httpx
 import msgspec
 import pytest
 
-from providers.base import (
-    Ack,
-    GatewayAdapter,
-    OutcomeKind,
-    PaymentEvent,
-    PaymentStatus,
-    StatusQuery,
-    WebhookRequest,
-    utcnow,
-)
+from providers import Ack, GatewayAdapter, OutcomeKind, PaymentEvent, PaymentStatus, StatusQuery, WebhookRequest
+from providers.base import utcnow
 from providers.codes import Code
 from providers.errors import GatewayError, MalformedError, SignatureError
 from providers.gateway import Connected, EventsFeed, Gateway, StatusClient

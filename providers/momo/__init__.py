@@ -10,13 +10,7 @@ from providers.momo.account import Account
 from providers.momo.adapter import ORDER_RULES, Adapter
 from providers.momo.status import StatusClient
 
-GATEWAY = Gateway(
-    name="momo",
-    account=Account,
-    adapter=Adapter,
-    status=StatusClient,
-    simulator=simulator_at("providers.momo.sim.simulator:Simulator"),
-    order_rules=ORDER_RULES,
-)
+SIMULATOR = simulator_at("providers.momo.sim.simulator:Simulator")  # imported when first called
+GATEWAY = Gateway("momo", Account, Adapter, StatusClient, SIMULATOR, order_rules=ORDER_RULES)
 
 __all__ = ["GATEWAY", "Account", "Adapter", "StatusClient"]

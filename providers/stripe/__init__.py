@@ -9,14 +9,7 @@ from providers.stripe.account import Account
 from providers.stripe.adapter import ORDER_RULES, Adapter
 from providers.stripe.status import EventsFeed, StatusClient
 
-GATEWAY = Gateway(
-    name="stripe",
-    account=Account,
-    adapter=Adapter,
-    status=StatusClient,
-    simulator=simulator_at("providers.stripe.sim.simulator:Simulator"),
-    order_rules=ORDER_RULES,
-    events=EventsFeed,
-)
+SIMULATOR = simulator_at("providers.stripe.sim.simulator:Simulator")  # imported when first called
+GATEWAY = Gateway("stripe", Account, Adapter, StatusClient, SIMULATOR, order_rules=ORDER_RULES, events=EventsFeed)
 
 __all__ = ["GATEWAY", "Account", "Adapter", "EventsFeed", "StatusClient"]

@@ -9,13 +9,7 @@ from providers.vnpay.account import Account
 from providers.vnpay.adapter import ORDER_RULES, Adapter
 from providers.vnpay.status import StatusClient
 
-GATEWAY = Gateway(
-    name="vnpay",
-    account=Account,
-    adapter=Adapter,
-    status=StatusClient,
-    simulator=simulator_at("providers.vnpay.sim.simulator:Simulator"),
-    order_rules=ORDER_RULES,
-)
+SIMULATOR = simulator_at("providers.vnpay.sim.simulator:Simulator")  # imported when first called
+GATEWAY = Gateway("vnpay", Account, Adapter, StatusClient, SIMULATOR, order_rules=ORDER_RULES)
 
 __all__ = ["GATEWAY", "Account", "Adapter", "StatusClient"]

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from providers.momo.simulator import Simulator as MomoSimulator
 
 from providers.base import PaymentStatus
+from providers.momo.sim.simulator import Simulator as MomoSimulator
 from service import ledger
 from service.cli import gateway_table
 from service.model import NewOrder

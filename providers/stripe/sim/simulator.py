@@ -249,7 +249,7 @@ class Simulator:
     # --- the REST API -----------------------------------------------------------------------------
 
     def asgi_app(self) -> ASGIApp:
-        """Stripe's REST paths payrecon reads, plus the /_sim/ control API (see `sim_api`)."""
+        """Stripe's REST paths payrecon reads, plus the /_sim/ control API (see `sim.app`)."""
         return build_app(self)
 
     def replace_faults(self, faults: Faults) -> None:
