@@ -84,14 +84,12 @@ from reconcile_runs r where r.status = 'running' order by r.id"""
 async def release_gone(conn: Conn, run_id: int | None = None) -> int:
     """Declare silent participants gone and release their leases; returns how many leases were freed."""
     rows = await conn.fetch(_RELEASE_GONE, run_id)
+    freed = int(rows[0]["freed"]) if rows else 0  # leases of all the participants found gone at once
     for row in rows:
-        log.warning(
-            "run %s: participant %s missed its heartbeat; released %s leases",
-            row["run_id"],
-            row["participant"],
-            row["freed"],
-        )
-    return int(rows[0]["freed"]) if rows else 0
+        log.warning("run %s: participant %s missed its heartbeat: gone", row["run_id"], row["participant"])
+    if freed:
+        log.warning("released %s order leases held by gone participants", freed)
+    return freed
 
 
 async def running_runs(conn: Conn) -> list[asyncpg.Record]:

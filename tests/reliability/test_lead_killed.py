@@ -26,7 +26,7 @@ from service.settings import Settings
 from tests.reconciler.stage import S, staged
 from tests.reliability.procs import WorkerProcess, gateways_toml, worker_env
 
-HEARTBEAT = 1.0
+HEARTBEAT = 2.0  # seconds: long enough that a loaded CI machine's latency does not eat the margin
 T = TypeVar("T")
 ORDERS = 80
 
@@ -92,7 +92,7 @@ async def test_a_killed_lead_is_taken_over_and_every_candidate_checked(
             second_lead: str = await wait_until(new_lead, 10, every=0.02)
             took_over = time.monotonic() - killed_at
             assert int(second_lead.split("/")[1]) == survivor.pid
-            assert took_over <= 2 * HEARTBEAT + 0.3, f"taken over after {took_over:.2f}s"
+            assert took_over <= 2 * HEARTBEAT, f"taken over after {took_over:.2f}s"
 
             async def ended() -> asyncpg.Record | None:
                 row = await pool.fetchrow("select status, counts from reconcile_runs where id = $1", run.id)
