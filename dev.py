@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 EXTRAS = "embedded,test"
+# Gateway packages shipped as examples (examples/payrecon-zalopay): installed beside payrecon
+# so the demo, `payrecon simulate` and the test suite include them, as any plugin would be.
+PLUGINS = sorted(path.parent for path in (ROOT / "examples").glob("*/pyproject.toml"))
 
 
 def ensure_venv() -> None:
@@ -32,13 +35,15 @@ def ensure_venv() -> None:
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / ".payrecon-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()).hexdigest()
+    manifests = b"".join((path / "pyproject.toml").read_bytes() for path in [ROOT, *PLUGINS])
+    wanted = hashlib.sha256(manifests + EXTRAS.encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted:
         return
     print("installing payrecon and its dependencies into .venv", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "install", "-e", f"{ROOT}[{EXTRAS}]"], check=True)
+    plugins = [arg for path in PLUGINS for arg in ("-e", str(path))]
+    subprocess.run([*pip, "install", "-e", f"{ROOT}[{EXTRAS}]", *plugins], check=True)
     stamp.write_text(wanted)
 
 

@@ -16,7 +16,7 @@ from payrecon_zalopay.sim import Simulator
 from payrecon_zalopay.sim.simulator import WRONG_KEY2
 from providers.base import OutcomeKind, PaymentStatus
 from providers.errors import MalformedError, SignatureError, UnknownAccountError
-from zalopay_fixtures import adapter_for, webhook
+from zalopay_fixtures import connected, webhook
 
 # ZaloPay's documented callback sample (docs.zalopay.vn/docs/specs/callback-api, NOTES.md §2),
 # signed with the public sandbox key2 of app 2553 from ZaloPay's own samples.
@@ -49,7 +49,7 @@ def test_zalopays_documented_callback_verifies_and_parses() -> None:
     assert (event.amount, event.currency) == (10_000, "VND")
     assert event.provider_payment_id == "200904000000389"
     assert event.occurred_at == datetime(2020, 9, 4, 3, 16, 53, 498000, tzinfo=UTC)
-    assert event.dedupe_key == "zalopay:2553:200904000000389"
+    assert event.dedupe_key == "zalopay:default:200904000000389"
     assert event.payload["data"]["merchant_user_id"] == "7ZMSl3nEg5sOUJzOLSoUFT8xKNQVaLOLXHB--8Eytqc"
 
 
@@ -79,7 +79,7 @@ def test_accounts_are_found_by_app_id_or_by_the_url_and_must_agree() -> None:
     adapter.verify(webhook(DOC_CALLBACK, account="default"))
     with pytest.raises(UnknownAccountError, match="app_id is 99"):
         adapter.verify(webhook(DOC_CALLBACK, account="second"))
-    with pytest.raises(UnknownAccountError, match="no \\[\\[zalopay\\]\\] account is named 'nope'"):
+    with pytest.raises(UnknownAccountError, match="no \\[\\[zalopay\\]\\] account 'nope'"):
         adapter.verify(webhook(DOC_CALLBACK, account="nope"))
     with pytest.raises(UnknownAccountError, match="app_id 2553"):
         Adapter([msgspec.convert(other, Account)]).verify(webhook(DOC_CALLBACK))
@@ -100,7 +100,7 @@ def test_account_settings_are_checked() -> None:
 
 async def test_simulator_callbacks_verify_and_a_wrong_key_does_not() -> None:
     sim = Simulator(webhook_url="http://payrecon.test/webhooks/zalopay")
-    adapter = adapter_for(sim)
+    adapter = connected(sim).adapter
     payment = sim.create_payment(order_id="ord_1", amount=150_000, currency="VND")
     sim.set_status(payment.reference, PaymentStatus.SUCCEEDED)
     paid = sim.get_payment(payment.reference)

@@ -14,9 +14,10 @@ import asyncpg
 import httpx
 import msgspec
 
-from payrecon_zalopay import Account, Adapter
+from payrecon_zalopay import GATEWAY, Account
 from payrecon_zalopay.sim import Simulator
 from providers.base import PaymentStatus
+from providers.gateway import Connected
 from providers.simkit import Faults
 from reconciler.run import RunEnv, execute
 from service import ledger, runs
@@ -33,7 +34,7 @@ AMOUNT = 150_000
 
 class Stage(msgspec.Struct, kw_only=True):
     sim: Simulator
-    adapter: Adapter
+    zalopay: Connected
     pool: asyncpg.Pool
     references: dict[str, str] = {}  # order id → app_trans_id
 
@@ -57,9 +58,9 @@ async def staged(settings: Settings, pool: asyncpg.Pool, faults: Faults) -> Asyn
         async with contextlib.AsyncExitStack() as stack:
             sim_url = await stack.enter_async_context(serving(sim.asgi_app()))
             account = msgspec.convert({**sim.gateway_config(sim_url), "query_rate": 500.0}, Account)
-            adapter = Adapter([account], retry=FAST_RETRY)
-            await stack.enter_async_context(serving(create_app(settings, gateways={"zalopay": adapter}), port=port))
-            yield Stage(sim=sim, adapter=adapter, pool=pool)
+            zalopay = GATEWAY.connect([account], retry=FAST_RETRY)
+            await stack.enter_async_context(serving(create_app(settings, gateways={"zalopay": zalopay}), port=port))
+            yield Stage(sim=sim, zalopay=zalopay, pool=pool)
     finally:
         await sim.dispatcher.aclose()
 
@@ -125,7 +126,7 @@ async def test_the_reconciler_settles_what_zalopay_never_called_back(settings: S
         assert run is not None
         async with httpx.AsyncClient(timeout=5.0) as http:
             ended = await execute(
-                RunEnv(pool=pool, gateways={"zalopay": stage.adapter}, http=http, settings=quick), run
+                RunEnv(pool=pool, gateways={"zalopay": stage.zalopay}, http=http, settings=quick), run
             )
         assert ended is not None
         assert ended.status is RunStatus.COMPLETED, ended

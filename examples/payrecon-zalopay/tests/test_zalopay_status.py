@@ -9,12 +9,12 @@ import httpx
 import msgspec
 import pytest
 
-from payrecon_zalopay import Account, Adapter, signing, status
+from payrecon_zalopay import Account, signing, status
 from payrecon_zalopay.sim import Simulator
 from providers.base import PaymentStatus
 from providers.errors import GatewayRejectedError, GatewayUnavailableError
 from providers.simkit import Faults
-from zalopay_fixtures import FAST_RETRY, adapter_for, client_for, query
+from zalopay_fixtures import FAST_RETRY, client_for, connected, query
 
 S = PaymentStatus
 
@@ -47,13 +47,13 @@ async def test_each_state_of_an_order_reads_back(steps: list[PaymentStatus], exp
     for step in steps:
         sim.set_status(payment.reference, step)
     async with client_for(sim) as http:
-        event = await adapter_for(sim).fetch_status(query(payment.reference), http)
+        event = await connected(sim).status.fetch_status(query(payment.reference), http)
     assert event is not None
     assert event.status is expected
     assert (event.amount, event.currency, event.account) == (150_000, "VND", "default")
     assert event.reference == payment.reference
     assert event.flag is None
-    assert event.dedupe_key.startswith(f"zalopay:status:default:{payment.reference}:")
+    assert event.dedupe_key.startswith(f"zalopay:default:status:{payment.reference}:")
     paid = sim.get_payment(payment.reference)
     assert event.provider_payment_id == (str(paid.zp_trans_id) if expected is S.SUCCEEDED else None)
 
@@ -61,7 +61,7 @@ async def test_each_state_of_an_order_reads_back(steps: list[PaymentStatus], exp
 async def test_an_unknown_app_trans_id_is_none() -> None:
     sim = Simulator()
     async with client_for(sim) as http:
-        assert await adapter_for(sim).fetch_status(query("261201_never_created"), http) is None
+        assert await connected(sim).status.fetch_status(query("261201_never_created"), http) is None
 
 
 async def test_a_paid_answer_of_another_amount_keeps_its_amount_for_the_ledger_to_flag() -> None:
@@ -69,7 +69,7 @@ async def test_a_paid_answer_of_another_amount_keeps_its_amount_for_the_ledger_t
     payment = sim.create_payment(order_id="ord_1", amount=150_000, currency="VND")
     sim.set_status(payment.reference, S.SUCCEEDED)
     async with client_for(sim) as http:
-        event = await adapter_for(sim).fetch_status(query(payment.reference, amount=99_000), http)
+        event = await connected(sim).status.fetch_status(query(payment.reference, amount=99_000), http)
     assert event is not None
     assert (event.status, event.amount) == (S.SUCCEEDED, 150_000)
 
@@ -79,9 +79,9 @@ async def test_wrong_credentials_are_refused_with_a_hint() -> None:
     payment = sim.create_payment(order_id="ord_1", amount=150_000, currency="VND")
     async with client_for(sim) as http:
         with pytest.raises(GatewayRejectedError, match="key1"):
-            await adapter_for(sim, key1="not-the-key").fetch_status(query(payment.reference), http)
+            await connected(sim, key1="not-the-key").status.fetch_status(query(payment.reference), http)
         with pytest.raises(GatewayRejectedError, match="key1"):
-            await adapter_for(sim, app_id=1).fetch_status(query(payment.reference), http)
+            await connected(sim, app_id=1).status.fetch_status(query(payment.reference), http)
 
 
 async def test_unlisted_codes_leave_the_order_unchanged_and_say_so() -> None:
@@ -89,7 +89,7 @@ async def test_unlisted_codes_leave_the_order_unchanged_and_say_so() -> None:
     payment = sim.create_payment(order_id="ord_1", amount=150_000, currency="VND")
     sim.set_result(payment.reference, 7, -7)
     async with client_for(sim) as http:
-        event = await adapter_for(sim).fetch_status(query(payment.reference), http)
+        event = await connected(sim).status.fetch_status(query(payment.reference), http)
     assert event is not None
     assert event.status is S.PENDING
     assert event.flag is not None
@@ -108,7 +108,7 @@ async def test_busy_codes_and_http_faults_share_one_retry_budget() -> None:
     sim = Simulator()
     async with httpx.AsyncClient(transport=httpx.MockTransport(busy), base_url="http://zalopay.sim") as http:
         with pytest.raises(GatewayUnavailableError, match="-500"):
-            await adapter_for(sim).fetch_status(query("261201_x"), http)
+            await connected(sim).status.fetch_status(query("261201_x"), http)
     assert len(calls) == FAST_RETRY.attempts
     assert all(c.headers["content-type"] == "application/x-www-form-urlencoded" for c in calls)
 
@@ -116,12 +116,9 @@ async def test_busy_codes_and_http_faults_share_one_retry_budget() -> None:
 async def test_a_throttling_simulator_is_asked_again_and_answers() -> None:
     sim = Simulator(faults=Faults(api_error_rate=0.5, seed=3))
     payment = sim.create_payment(order_id="ord_1", amount=150_000, currency="VND")
-    adapter = Adapter(
-        [msgspec.convert(sim.gateway_config("http://zalopay.sim"), Account)],
-        retry=msgspec.structs.replace(FAST_RETRY, attempts=8),
-    )
+    zalopay = connected(sim, retry=msgspec.structs.replace(FAST_RETRY, attempts=8))
     async with client_for(sim) as http:
-        answers = [await adapter.fetch_status(query(payment.reference), http) for _ in range(5)]
+        answers = [await zalopay.status.fetch_status(query(payment.reference), http) for _ in range(5)]
     assert all(a is not None and a.status is S.PENDING for a in answers)
 
 

@@ -7,18 +7,20 @@ from typing import Any
 import httpx
 import msgspec
 
-from payrecon_zalopay import Account, Adapter
+from payrecon_zalopay import GATEWAY, Account
 from payrecon_zalopay.sim import Simulator
 from providers.base import StatusQuery, WebhookRequest, utcnow
+from providers.gateway import Connected
 from providers.http import RetryPolicy
 
 API_BASE = "http://zalopay.sim"
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.002)
 
 
-def adapter_for(sim: Simulator, **overrides: Any) -> Adapter:
+def connected(sim: Simulator, *, retry: RetryPolicy = FAST_RETRY, **overrides: Any) -> Connected:
+    """ZaloPay holding the simulator's account (with `overrides`), its status API at API_BASE."""
     table = {**sim.gateway_config(API_BASE), **overrides}
-    return Adapter([msgspec.convert(table, Account)], retry=FAST_RETRY)
+    return GATEWAY.connect([msgspec.convert(table, Account)], retry=retry)
 
 
 def client_for(sim: Simulator) -> httpx.AsyncClient:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from providers.base import GatewayAccount
 
 
@@ -13,6 +15,10 @@ class Account(GatewayAccount, kw_only=True, forbid_unknown_fields=True):
     still sign a callback (rotation: the new one first); a single `key2` is accepted too.
     """
 
+    gateway: ClassVar[str] = "zalopay"
+    credentials: ClassVar[tuple[str, ...]] = ("key1", "key2s")
+    rotation: ClassVar[tuple[str, str | None] | None] = ("key2s", "key2")
+
     api_base: str = "https://sb-openapi.zalopay.vn"
     app_id: int
     key1: str
@@ -20,13 +26,6 @@ class Account(GatewayAccount, kw_only=True, forbid_unknown_fields=True):
     key2: str | None = None
 
     def __post_init__(self) -> None:
-        if self.key2 is not None and self.key2s:
-            raise ValueError(f"zalopay account {self.account!r}: give key2 or key2s, not both")
-        if self.key2 is not None:
-            self.key2s = [self.key2]
-        if not self.key2s or not all(self.key2s):
-            raise ValueError(f"zalopay account {self.account!r}: key2s must list at least one non-empty key")
-        if not self.key1:
-            raise ValueError(f"zalopay account {self.account!r}: key1 must not be empty")
+        super().__post_init__()
         if self.app_id <= 0:
-            raise ValueError(f"zalopay account {self.account!r}: app_id must be ZaloPay's positive app id")
+            raise ValueError(f"[[zalopay]] account {self.account!r}: app_id must be ZaloPay's positive app id")

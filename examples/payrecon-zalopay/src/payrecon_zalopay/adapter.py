@@ -1,31 +1,18 @@
-"""The ZaloPay adapter: callback verification and parsing, the `{return_code}` answers, the status query."""
+"""The ZaloPay adapter: callback verification and parsing, and the `{return_code}` answers ZaloPay reads."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
-import httpx
 import msgspec
 
 from payrecon_zalopay import signing, status
-from payrecon_zalopay.account import Account as ZaloPayAccount  # in Adapter, `Account` is the ClassVar
+from payrecon_zalopay.account import Account
 from payrecon_zalopay.wire import Callback, CallbackAnswer, CallbackData, CallbackType
-from providers.base import (
-    Ack,
-    Clock,
-    GatewayAccount,
-    OutcomeKind,
-    PaymentEvent,
-    PaymentStatus,
-    StatusQuery,
-    WebhookRequest,
-    index_accounts,
-    utcnow,
-)
+from providers.answers import dedupe_key
+from providers.base import Ack, OutcomeKind, PaymentEvent, PaymentStatus, WebhookRequest, index_accounts, lookup_account
 from providers.errors import MalformedError, SignatureError, UnknownAccountError
-from providers.http import DEFAULT_POLICY, RetryPolicy, Sleep
 
 NAME = "zalopay"
 # ZaloPay reads our answer's return_code (NOTES.md §3): 1 done, 2 already done before (a
@@ -40,28 +27,15 @@ def _answer(status_code: int, return_code: int, message: str) -> Ack:
 
 
 class Adapter:
-    """ZaloPay (v2): JSON callbacks `{data, mac, type}` mac'd with key2; `POST /v2/query` signed with key1."""
+    """ZaloPay (v2) callbacks: JSON `{data, mac, type}`, the mac HMAC-SHA256 under key2 over `data`."""
 
-    name: ClassVar[str] = NAME
-    Account: ClassVar[type[GatewayAccount]] = ZaloPayAccount
-
-    def __init__(
-        self,
-        accounts: Sequence[ZaloPayAccount],
-        *,
-        clock: Clock = utcnow,
-        retry: RetryPolicy = DEFAULT_POLICY,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.clock = clock
-        self.retry = retry
-        self.sleep = sleep
+    def __init__(self, accounts: Sequence[Account]) -> None:
         self.accounts = index_accounts(NAME, accounts)
         self.by_app_id = {int(app_id): a for app_id, a in index_accounts(NAME, accounts, by="app_id").items()}
 
     # --- callbacks -----------------------------------------------------------------------
 
-    def _decode(self, request: WebhookRequest) -> tuple[Callback, dict[str, Any], ZaloPayAccount]:
+    def _decode(self, request: WebhookRequest) -> tuple[Callback, dict[str, Any], Account]:
         try:
             callback = msgspec.json.decode(request.body, type=Callback)
             data = msgspec.json.decode(callback.data)  # a JSON document inside a JSON string
@@ -75,14 +49,9 @@ class Adapter:
             raise MalformedError("zalopay callback: data carries no integer app_id")
         return callback, data, self._account_for(app_id, request.account)
 
-    def _account_for(self, app_id: int, url_account: str | None) -> ZaloPayAccount:
+    def _account_for(self, app_id: int, url_account: str | None) -> Account:
         if url_account is not None:
-            account = self.accounts.get(url_account)
-            if account is None:
-                raise UnknownAccountError(
-                    f"zalopay callback arrived on /webhooks/zalopay/{url_account}, but no [[zalopay]] account is "
-                    f"named {url_account!r} (known: {sorted(self.accounts)})"
-                )
+            account = lookup_account(NAME, self.accounts, url_account)
             if account.app_id != app_id:
                 raise UnknownAccountError(
                     f"zalopay callback for app_id {app_id} arrived on the URL of account {url_account!r}, "
@@ -123,7 +92,7 @@ class Adapter:
             PaymentEvent(
                 provider=NAME,
                 # ZaloPay calls back only for a payment it has the money of (§2): one event per transaction.
-                dedupe_key=f"zalopay:{paid.app_id}:{paid.zp_trans_id}",
+                dedupe_key=dedupe_key(NAME, account.account, paid.zp_trans_id),
                 account=account.account,
                 reference=paid.app_trans_id,
                 status=PaymentStatus.SUCCEEDED,
@@ -153,11 +122,3 @@ class Adapter:
     def retry_later(self) -> Ack:
         # Both signals say "again": a non-2xx status and ZaloPay's in-band 0.
         return _answer(503, RETRY, "retry later")
-
-    # --- status API ----------------------------------------------------------------------
-
-    async def fetch_status(self, query: StatusQuery, client: httpx.AsyncClient) -> PaymentEvent | None:
-        account = self.accounts.get(query.account)
-        if account is None:
-            raise UnknownAccountError(f"zalopay status query for account {query.account!r}, which is not configured")
-        return await status.fetch(account, query, client, policy=self.retry, sleep=self.sleep, now=self.clock)
