@@ -1,5 +1,11 @@
-"""One event through one ledger transaction: dedupe insert, order lookup, row lock, the pure
-rules of `service.transitions`, order update, audit row, anomalies (DESIGN.md §3)."""
+"""One event through one ledger transaction: dedupe insert, order lookup, row lock, the rules,
+order update, audit row, payment, anomalies (DESIGN.md §3).
+
+The common paths are one statement (`sql.APPLY`, the PL/pgSQL `ledger_apply`) in autocommit:
+one round trip, its own transaction. An event that releases quarantined ones takes the general
+path here, in an explicit transaction under the locks of `locks.py`, each step through
+`sql.STEP`. The rules in SQL mirror `service.transitions.decide`, their tested oracle.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,11 @@ import msgspec
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
 from service import metrics
 from service.db import Conn
+from service.ledger import sql
 from service.ledger.locks import ORDER_LOCK, REFERENCE_LOCK, lock, reference_key
-from service.model import AnomalyKind, Order, OrderState, Outcome, RawDelivery, Source
+from service.model import Order, OrderState, Outcome, RawDelivery, Source
 from service.orders import get_order as _get_order
 from service.orders import has_provider, reference_owner
-from service.transitions import Anomaly, Facts, News, Payment, decide
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,18 +86,17 @@ async def apply(
     Raises asyncpg / OSError errors when the database is unavailable (the caller answers "retry").
     """
     started = time.perf_counter()
+    source = Source(source)
     async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        try:
-            done = await _apply(conn, event, Source(source), raw)
-        except BaseException:
-            await tx.rollback()
-            raise
         if dry_run:
-            await tx.rollback()
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                done = await _apply_in(conn, event, source, raw)
+            finally:
+                await tx.rollback()
         else:
-            await tx.commit()
+            done = await _apply_in(conn, event, source, raw)
     outcome = next(a.outcome for a in done if a.current)
     if not dry_run:
         metrics.LEDGER_APPLY_SECONDS.observe(time.perf_counter() - started)
@@ -99,11 +104,23 @@ async def apply(
     return outcome
 
 
-async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelivery | None) -> list[Applied]:
-    """The work of `apply`: this event's Applied (and any it released)."""
-    await lock(conn, REFERENCE_LOCK, [reference_key(event.provider, event.account, event.reference)])
-    row = await conn.fetchrow(
-        _INSERT_EVENT,
+async def _apply_in(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelivery | None) -> list[Applied]:
+    """One statement for the common paths; the general path when it refuses (nothing committed then)."""
+    try:
+        row = await conn.fetchrow(sql.APPLY, *_apply_arguments(event, source, raw))
+    except asyncpg.PostgresError as error:
+        if error.sqlstate != sql.SLOW_PATH:
+            raise
+    else:
+        assert row is not None
+        return [_applied(row, event.provider, source, current=True)]
+    async with conn.transaction():
+        return await _apply(conn, event, source, raw)
+
+
+def _apply_arguments(event: PaymentEvent, source: Source, raw: RawDelivery | None) -> tuple[Any, ...]:
+    """sql.APPLY_PARAMETERS, in order."""
+    return (
         event.provider,
         event.dedupe_key,
         event.account,
@@ -122,6 +139,45 @@ async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelive
         None if raw is None else raw.body,
         None if raw is None else _raw_headers(raw),
     )
+
+
+def _applied(row: asyncpg.Record, provider: str, source: str, *, current: bool) -> Applied:
+    """An APPLY or STEP row as the ledger's result."""
+    kind = OutcomeKind(row["kind"])
+    before = after = None
+    if row["before_version"] is not None:
+        before = OrderState(
+            status=PaymentStatus(row["before_status"]),
+            refunded_amount=row["before_refunded"],
+            provider_payment_id=row["before_ppid"],
+            version=row["before_version"],
+        )
+        after = OrderState(
+            status=PaymentStatus(row["after_status"]),
+            refunded_amount=row["after_refunded"],
+            provider_payment_id=row["after_ppid"],
+            version=row["after_version"],
+        )
+    outcome = Outcome(
+        kind=kind,
+        order_id=row["order_id"],
+        event_id=row["event_id"],
+        before=before,
+        after=after,
+        anomalies=list(row["anomalies"] or ()),
+        stored=None if row["stored"] is None else OutcomeKind(row["stored"]),
+    )
+    new = tuple(row["new_anomalies"] or ())
+    return Applied(outcome=outcome, provider=provider, source=source, current=current, new_anomalies=new)
+
+
+async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelivery | None) -> list[Applied]:
+    """The general path of `apply`, inside the caller's transaction: this event's Applied (and any it released).
+
+    The dedupe insert comes before the reference lock, as in `ledger_apply`: two deliveries of one
+    event then always meet at the insert first, never each holding what the other waits for.
+    """
+    row = await conn.fetchrow(_INSERT_EVENT, *_apply_arguments(event, source, raw))
     if row is None:
         # A redelivery: nothing changes, and its answer is built from the stored event's outcome as
         # it now stands (DESIGN.md §3 step 1), so it never hears what the first delivery did not.
@@ -137,6 +193,7 @@ async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelive
             )
         return [Applied(outcome=outcome, provider=event.provider, source=source, current=True)]
     stored = msgspec.convert(dict(row), _Event)
+    await lock(conn, REFERENCE_LOCK, [reference_key(event.provider, event.account, event.reference)])
     order_id = await reference_owner(conn, event.provider, event.account, event.reference)
     if order_id is None:
         # Lock every order this reference may come to belong to: the one the event claims, and
@@ -158,150 +215,11 @@ async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelive
     return [Applied(outcome=outcome, provider=event.provider, source=source, current=True)]
 
 
-_FACTS = """
-select o.amount, o.currency, o.status, o.status_at, o.refunded_amount, o.provider_payment_id, o.paid_at, o.version,
-       (select row(p.status, p.status_at, p.refunded_amount, p.paid_at) from order_payments p
-        where p.order_id = o.id and p.provider_payment_id = $2) as payment,
-       (select row(p.status, p.status_at, p.refunded_amount, p.paid_at) from order_payments p
-        where p.order_id = o.id and p.provider_payment_id = o.provider_payment_id) as paying
-from orders o where o.id = $1
-for update of o
-"""
-
-# The event's payment as the rules left it: one row per (order, provider_payment_id).
-_RECORD_PAYMENT = """
-insert into order_payments as p (order_id, provider_payment_id, provider, account, amount, currency, status,
-                                 status_at, refunded_amount, paid_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-on conflict (order_id, provider_payment_id) do update
-set status = excluded.status, status_at = excluded.status_at, refunded_amount = excluded.refunded_amount,
-    paid_at = excluded.paid_at, updated_at = now()
-"""
-
-# A fully refunded duplicate (or one found to be the paying payment) settles its double_payment.
-_RESOLVE_DOUBLE_PAYMENT = """
-update anomalies set status = 'resolved', resolved_at = now()
-where order_id = $1 and kind = 'double_payment' and status = 'open' and detail ->> 'provider_payment_id' = $2
-"""
-
-
-def _payment(record: asyncpg.Record | None) -> Payment | None:
-    if record is None:
-        return None
-    status, status_at, refunded_amount, paid_at = record
-    return Payment(status=PaymentStatus(status), status_at=status_at, refunded_amount=refunded_amount, paid_at=paid_at)
-
-
 async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = False) -> Applied:
-    """Apply one stored event to one order: rules, order update, payment, audit row, anomalies."""
-    row = await conn.fetchrow(_FACTS, order_id, event.provider_payment_id)
-    assert row is not None  # every caller found the order under its lock, and orders are never deleted
-    facts = Facts(
-        amount=row["amount"],
-        currency=row["currency"],
-        status=PaymentStatus(row["status"]),
-        status_at=row["status_at"],
-        refunded_amount=row["refunded_amount"],
-        provider_payment_id=row["provider_payment_id"],
-        paid_at=row["paid_at"],
-        payment=_payment(row["payment"]),
-        paying=_payment(row["paying"]),
-    )
-    news = News(
-        status=event.status,
-        at=event.at,
-        amount=event.amount,
-        currency=event.currency,
-        refunded_amount=event.refunded_amount,
-        provider_payment_id=event.provider_payment_id,
-    )
-    decision = decide(facts, news)
-    before = OrderState(
-        status=facts.status,
-        refunded_amount=facts.refunded_amount,
-        provider_payment_id=facts.provider_payment_id,
-        version=row["version"],
-    )
-    after = before
-    if decision.moved:
-        new = decision.after
-        version = await conn.fetchval(
-            """update orders set status = $2, status_at = $3, refunded_amount = $4, provider_payment_id = $5,
-                                 paid_at = $6, version = version + 1, updated_at = now()
-               where id = $1 returning version""",
-            order_id,
-            new.status,
-            new.status_at,
-            new.refunded_amount,
-            new.provider_payment_id,
-            new.paid_at,
-        )
-        # unique (order_id, to_version): two writers can never both step from one version
-        await conn.execute(
-            """insert into transitions (order_id, event_id, from_status, to_status, from_version, to_version,
-                                        refunded_amount, source, provider_payment_id)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            order_id,
-            event.id,
-            facts.status,
-            new.status,
-            before.version,
-            version,
-            new.refunded_amount,
-            event.source,
-            event.provider_payment_id,
-        )
-        await announce(conn, order_id, new.status)
-        after = OrderState(
-            status=new.status,
-            refunded_amount=new.refunded_amount,
-            provider_payment_id=new.provider_payment_id,
-            version=version,
-        )
-    if decision.payment is not None:
-        paid = decision.payment
-        await conn.execute(
-            _RECORD_PAYMENT,
-            order_id,
-            event.provider_payment_id,
-            event.provider,
-            event.account,
-            event.amount,
-            event.currency,
-            paid.status,
-            paid.status_at,
-            paid.refunded_amount,
-            paid.paid_at,
-        )
-    if decision.resolves_double_payment:
-        await conn.execute(_RESOLVE_DOUBLE_PAYMENT, order_id, event.provider_payment_id)
-    await conn.execute(
-        """update payment_events set order_id = $2, outcome = $3,
-                  applied_at = case when $3 = 'applied' then now() end
-           where id = $1""",
-        event.id,
-        order_id,
-        decision.kind,
-    )
-    anomalies = list(decision.anomalies)
-    if event.flag:  # a gateway-side condition ops must see; the event is otherwise applied normally
-        anomalies.append(Anomaly(AnomalyKind.GATEWAY_FLAG, {"flag": event.flag, "status": str(event.status)}))
-    recorded = [
-        a.kind
-        for a in anomalies
-        if await record_anomaly(conn, a.kind, order_id=order_id, event_id=event.id, detail=a.detail, count=False)
-    ]
-    outcome = Outcome(
-        kind=decision.kind,
-        order_id=order_id,
-        event_id=event.id,
-        before=before,
-        after=after,
-        anomalies=[a.kind for a in anomalies],
-    )
-    return Applied(
-        outcome=outcome, provider=event.provider, source=event.source, current=current, new_anomalies=tuple(recorded)
-    )
+    """Apply one stored event to one order (`ledger_step`): rules, order update, payment, audit row, anomalies."""
+    row = await conn.fetchrow(sql.STEP, order_id, event.id)
+    assert row is not None
+    return _applied(row, event.provider, event.source, current=current)
 
 
 async def replay(conn: Conn, order_id: str, *, current: int | None = None) -> list[Applied]:

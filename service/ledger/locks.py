@@ -1,6 +1,7 @@
 """Advisory locks of the ledger.
 
 Locks, always taken in this order so no two transactions wait on each other in a cycle:
+0. an event's dedupe key (its `payment_events` insert: two deliveries of one event meet here);
 1. one advisory lock on the event's or registration's (provider, account, reference);
 2. advisory locks on order ids (sorted) — the order an event claims (Stripe metadata.order_id),
    or the order being registered;
@@ -10,6 +11,10 @@ creating it serialize on the same key, so either the event commits to quarantine
 the registration's replay sees it, or the registration commits first and the event finds the
 order. Without them both could run concurrently, each missing the other, and the event would
 stay in quarantine forever. The row lock then serializes events of one order.
+
+An event whose reference is already registered takes neither (1) nor (2): a registered
+reference never moves or vanishes, so nothing can race its lookup (`ledger_apply`, migration
+0011, which computes the same keys: `ledger_lock_key`, and these two namespaces).
 """
 
 from __future__ import annotations
