@@ -306,10 +306,13 @@ async def test_order_json_lists_each_payment_with_its_refunds(app: Running, pool
     assert (await app.http.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
     second = sim.create_payment(order_id="ord_s_two", amount=2500, currency="usd")  # charged twice
     sim.set_status(second.reference, PaymentStatus.SUCCEEDED)
-    body, headers = stripe_webhook(sim)
+    # A second later (Stripe's `created` has 1 s resolution; at the same second the lower id would pay).
+    later = {**sim.events[-1], "created": sim.events[-1]["created"] + 1}  # type: ignore[attr-defined]
+    body, headers = stripe_webhook(sim, later)
     assert (await app.http.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
     sim.refund(second.reference, 2500)  # ops refund the duplicate
-    body, headers = stripe_webhook(sim)
+    refund = {**sim.events[-1], "created": sim.events[-1]["created"] + 2}  # type: ignore[attr-defined]
+    body, headers = stripe_webhook(sim, refund)
     assert (await app.http.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
 
     order = await order_json(app, "ord_s_two")
