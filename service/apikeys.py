@@ -18,7 +18,15 @@ import msgspec
 
 from service.db import Conn
 
-SCOPES = ("orders:read", "orders:write", "recon:read", "recon:run", "webhooks:read", "webhooks:write")
+SCOPES = (
+    "orders:read",
+    "orders:write",
+    "recon:read",
+    "recon:run",
+    "recon:write",
+    "webhooks:read",
+    "webhooks:write",
+)  # migrations/0060 too
 KEY_PREFIX = "prk_"
 _PREFIX_LEN = len(KEY_PREFIX) + 8
 

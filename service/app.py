@@ -18,7 +18,7 @@ from litestar.static_files import create_static_files_router
 
 from providers.gateway import Connected
 from service import auth, db, logs, migrate
-from service.api import anomalies, health, metrics, orders, reconciliation, webhook_endpoints, webhooks
+from service.api import anomalies, health, metrics, orders, reconciliation, rejected, webhook_endpoints, webhooks
 from service.gateways import load_gateways
 from service.http_metrics import HttpMetrics
 from service.input_guard import InputGuard
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, Connecte
             create_static_files_router(
                 path=_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False
             ),
+            *rejected.routes,
         ],
         lifespan=[_resources],
         state=State({"settings": settings, "gateways": gateways}),

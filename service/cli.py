@@ -256,11 +256,13 @@ def _load_plugin_commands() -> None:
 def main() -> None:
     from service.apikeys_cli import apikey  # here, not at the top: they import this module
     from service.notify.cli import listen, webhook_endpoints
+    from service.replay_cli import replay_command
 
     _load_plugin_commands()
     cli.add_command(apikey)
     cli.add_command(webhook_endpoints)
     cli.add_command(listen)
+    cli.add_command(replay_command)
     cli(prog_name="payrecon")
 
 

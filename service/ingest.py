@@ -4,9 +4,15 @@ Framework-free on purpose: `service.api.webhooks` turns HTTP into a `WebhookRequ
 `Ack` back into HTTP; everything that decides what a gateway hears lives here (DESIGN.md §4).
 
 The answers, and why:
-- verification or parsing fails → `adapter.reject` (4xx, or VNPay's 97/99) and a row in
-  `rejected_deliveries`; the row is best effort, a refusal stays a refusal when it cannot be noted;
-- the database is unreachable → `adapter.retry_later` (503, VNPay 99) so the gateway redelivers;
+- verification fails → `adapter.reject` (4xx, or VNPay's 97/99) and a row in `rejected_deliveries`;
+  the row is best effort, a refusal stays a refusal when it cannot be noted;
+- verified, but it cannot be parsed or stored as sent (a shape the adapter does not read, a value
+  PostgreSQL refuses, a bug) → the delivery is **held**: its raw request is stored in
+  `rejected_deliveries` (`verified`), and the gateway is told to stop (`adapter.acknowledge([])`,
+  or the adapter's own `hold(error)` answer), because redelivering the same bytes cannot cure it
+  and the gateway would give up and lose it. Ops replay it once fixed (service/replay.py);
+- the database is unreachable or busy (service/failures.py) → `adapter.retry_later` (503, VNPay 99);
+  so is a held delivery whose row could not be written: never acknowledge what is not stored;
 - every event committed → `adapter.acknowledge(outcome kinds)`. Each event is its own ledger
   transaction: if the second of two fails, the redelivery finds the first a duplicate, harmlessly.
 """
@@ -26,8 +32,10 @@ from providers.base import Ack, GatewayAdapter, OutcomeKind, WebhookRequest
 from providers.errors import MalformedError, PayreconError
 from service import ledger, logs, rejections
 from service.db import UNAVAILABLE_ERRORS
-from service.metrics import WEBHOOKS_IGNORED, WEBHOOKS_REJECTED, WEBHOOKS_UNAVAILABLE
+from service.failures import refused_by_postgres, retry_can_cure
+from service.metrics import WEBHOOKS_HELD, WEBHOOKS_IGNORED, WEBHOOKS_REJECTED, WEBHOOKS_UNAVAILABLE
 from service.model import RawDelivery, Source
+from service.storable import UnstorableError, escape_text, storable
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,7 @@ def reason_of(error: BaseException) -> str:
 
 
 def raw_delivery(request: WebhookRequest) -> RawDelivery:
-    headers = {name: value for name, value in request.headers.items() if _KEPT_HEADER.match(name)}
+    headers = {name: escape_text(value) for name, value in request.headers.items() if _KEPT_HEADER.match(name)}
     return RawDelivery(body=request.body, headers=headers, query_string=request.query_string)
 
 
@@ -74,16 +82,20 @@ async def ingest(pool: asyncpg.Pool, provider: str, adapter: GatewayAdapter, req
     logs.bind(gateway=provider, account=request.account)
     try:
         adapter.verify(request)
-        events = adapter.parse(request)
     except Exception as error:  # an adapter's failure is the sender's problem or the adapter's bug: never a 500
         return await refuse(pool, provider, adapter, request, error)
+    try:
+        events = [storable(event) for event in adapter.parse(request)]
+    except Exception as error:  # signed, yet unreadable: the same bytes will fail the same way again
+        return await hold(pool, provider, adapter, request, error)
 
     if not events:
         WEBHOOKS_IGNORED.labels(provider).inc()
         log.info(
-            "webhook %s ignored: verified, no tracked event (account=%s, body sha256 %s)",
+            "webhook %s ignored: verified, no tracked event (account=%s, client %s, body sha256 %s)",
             provider,
             request.account,
+            request.remote_addr,
             hashlib.sha256(request.body).hexdigest(),
         )
         return _answer(lambda: adapter.acknowledge([]), adapter, provider)
@@ -102,18 +114,84 @@ async def ingest(pool: asyncpg.Pool, provider: str, adapter: GatewayAdapter, req
 
     try:
         kinds = await within(APPLY_BUDGET, apply_all())
-    except UNAVAILABLE_ERRORS as error:  # includes TimeoutError: the budget ran out waiting for PostgreSQL
-        WEBHOOKS_UNAVAILABLE.labels(provider).inc()
-        log.warning("webhook %s: database unavailable (%s: %s); answering retry-later", provider, _name(error), error)
-        return _answer(adapter.retry_later, adapter, provider)
-    except Exception:
-        # The ledger refused a verified event for a reason of its own (a bug, a constraint).
-        # Not acknowledged, so the gateway redelivers once it is fixed; noted for ops.
-        log.exception("webhook %s: the ledger failed on a verified delivery; answering retry-later", provider)
-        WEBHOOKS_REJECTED.labels(provider, "ledger_error").inc()
-        await _note(pool, provider, request, "ledger_error", "the ledger failed on this verified delivery; see log")
-        return _answer(adapter.retry_later, adapter, provider)
+    except Exception as error:
+        if retry_can_cure(error):  # includes TimeoutError: the budget ran out waiting for PostgreSQL
+            WEBHOOKS_UNAVAILABLE.labels(provider).inc()
+            log.warning(
+                "webhook %s: database unavailable (%s: %s); answering retry-later", provider, _name(error), error
+            )
+            return _answer(adapter.retry_later, adapter, provider)
+        return await hold(pool, provider, adapter, request, error, in_ledger=True)
     return _answer(lambda: adapter.acknowledge(kinds), adapter, provider)
+
+
+async def hold(
+    pool: asyncpg.Pool,
+    provider: str,
+    adapter: GatewayAdapter,
+    request: WebhookRequest,
+    error: Exception,
+    *,
+    in_ledger: bool = False,
+) -> Ack:
+    """Keep a verified delivery that cannot be processed as sent, and tell the gateway to stop.
+
+    Stored in full (never sampled: it may be money), one row per distinct request. If even that
+    row cannot be written, the gateway hears "retry later": its redelivery is then our only copy.
+    """
+    reason = held_reason(error, in_ledger=in_ledger)
+    if isinstance(error, PayreconError) or reason == "unstorable":
+        log.warning("webhook %s: verified delivery held for review (%s): %s", provider, reason, error)
+    else:  # our bug (adapter or ledger): the traceback is what fixes it
+        log.error("webhook %s: verified delivery held for review (%s)", provider, reason, exc_info=error)
+    raw = raw_delivery(request)
+    entry = rejections.rejection(
+        provider=provider,
+        account=request.account,
+        reason=reason,
+        detail=f"{_name(error)}: {error}",
+        remote_addr=request.remote_addr,
+        body=request.body,
+        received_at=request.received_at,
+        verified=True,
+        method=request.method,
+        query_string=request.query_string,
+        headers=raw.headers,
+    )
+    try:
+        row_id = await within(CONNECT_WAIT * 2, rejections.record(pool, entry, wait=CONNECT_WAIT))
+    except Exception as store_error:
+        WEBHOOKS_UNAVAILABLE.labels(provider).inc()
+        log.warning(
+            "webhook %s: could not store a held delivery (body sha256 %s): %s: %s; answering retry-later",
+            provider,
+            entry.body_sha256,
+            _name(store_error),
+            store_error,
+        )
+        return _answer(adapter.retry_later, adapter, provider)
+    WEBHOOKS_HELD.labels(provider, reason).inc()
+    log.warning("webhook %s: held as rejected delivery %d (`payrecon replay %d` once fixed)", provider, row_id, row_id)
+    return _answer(lambda: held_answer(adapter, error), adapter, provider)
+
+
+def held_reason(error: BaseException, *, in_ledger: bool) -> str:
+    """`malformed`, `unstorable` (a value PostgreSQL refuses), `ledger_error` or `adapter_error` (bugs)."""
+    if isinstance(error, UnstorableError) or (in_ledger and refused_by_postgres(error)):
+        return "unstorable"
+    if in_ledger:
+        return "ledger_error"
+    return reason_of(error)
+
+
+def held_answer(adapter: GatewayAdapter, error: Exception) -> Ack:
+    """What a gateway hears for a held delivery: "received, stop sending".
+
+    An adapter may define `hold(error) -> Ack` when its gateway expects another final answer;
+    otherwise it is the acknowledgement of a delivery that carried nothing to apply.
+    """
+    answer: Callable[[Exception], Ack] | None = getattr(adapter, "hold", None)
+    return answer(error) if answer is not None else adapter.acknowledge([])
 
 
 async def refuse(
@@ -169,6 +247,10 @@ async def _note(
         body=request.body,
         body_size=body_size,
         received_at=request.received_at,
+        method=request.method,
+        query_string=request.query_string,
+        headers=raw_delivery(request).headers,
+        keep_body=False,  # an unverified body is attacker-chosen bytes: only its hash and size
     )
     try:
         await within(CONNECT_WAIT * 2, rejections.record(pool, entry, wait=CONNECT_WAIT))

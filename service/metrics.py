@@ -43,6 +43,10 @@ WEBHOOKS_REJECTED = Counter(
 WEBHOOKS_IGNORED = Counter(
     "payrecon_webhooks_ignored_total", "Verified webhook deliveries that carried no event we track", ["provider"]
 )
+# Verified deliveries kept in rejected_deliveries because they cannot be processed as sent (issue 10 item 4).
+WEBHOOKS_HELD = Counter(
+    "payrecon_webhooks_held_total", "Verified deliveries held for review and replay", ["provider", "reason"]
+)
 WEBHOOKS_UNAVAILABLE = Counter(
     "payrecon_webhooks_unavailable_total", "Webhook deliveries answered 'retry later' (storage down)", ["provider"]
 )

@@ -12,7 +12,9 @@ import msgspec
 
 from providers.base import PaymentStatus
 
-Amount = Annotated[int, msgspec.Meta(ge=0)]  # minor units of the currency, never rescaled (JPY/VND: as is)
+# Minor units of the currency, never rescaled (JPY/VND: as is). Bounded at parse time: Stripe's
+# amounts are 8 digits at most, and one beyond a 64-bit integer could never be stored (a typed refusal).
+Amount = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{3}$")]  # lower-case ISO 4217 on the wire
 UnixTime = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799)]  # seconds; ≤ 9999-12-31 so datetime accepts it
 Id = Annotated[str, msgspec.Meta(min_length=1)]

@@ -1,0 +1,100 @@
+"""Rejected and held webhook deliveries (issue 10 item 4): list them, read one, replay one.
+
+`GET /v1/rejected-deliveries` lists refusals and held deliveries oldest first (keyset pages like
+the other lists); `GET /v1/rejected-deliveries/{id}` adds the raw request; `POST …/{id}/replay`
+runs it through today's adapter and the ledger (service/replay.py), `?dry_run=true` rolled back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery
+
+from service import rejections, replay
+from service.api.orders import Limit, as_utc, invalid
+from service.auth import SECURITY, requires
+from service.orders import CursorError
+from service.problems import ConflictError, NotFoundError
+from service.rejections import RejectedDelivery, RejectedDeliveryDetail
+from service.replay import ReplayResult
+
+
+class RejectedPage(msgspec.Struct, kw_only=True):
+    items: list[RejectedDelivery]
+    next_cursor: str | None  # pass as `cursor` for the next page; null on the last page
+
+
+@get(
+    "/v1/rejected-deliveries",
+    guards=[requires("recon:read")],
+    security=SECURITY,
+    operation_id="listRejectedDeliveries",
+    tags=["rejected deliveries"],
+)
+async def list_rejected(
+    request: Request[Any, Any, Any],
+    state: State,
+    provider: FromQuery[str | None] = None,
+    reason: FromQuery[str | None] = None,
+    verified: FromQuery[bool | None] = None,
+    since: FromQuery[datetime | None] = None,
+    limit: Limit = 50,
+    cursor: FromQuery[str | None] = None,
+) -> RejectedPage:
+    """Refused deliveries and held ones (`verified`: signed, but not processable as sent), oldest first."""
+    try:
+        async with state.pool.acquire() as conn:
+            items, next_cursor = await rejections.list_rejected(
+                conn,
+                limit=limit,
+                provider=provider,
+                reason=reason,
+                verified=verified,
+                since=as_utc(since),
+                cursor=cursor,
+            )
+    except CursorError as exc:
+        raise invalid(request, "cursor", str(exc), source="query") from None
+    return RejectedPage(items=items, next_cursor=next_cursor)
+
+
+@get(
+    "/v1/rejected-deliveries/{rejected_id:int}",
+    guards=[requires("recon:read")],
+    security=SECURITY,
+    operation_id="getRejectedDelivery",
+    tags=["rejected deliveries"],
+)
+async def get_rejected(state: State, rejected_id: FromPath[int]) -> RejectedDeliveryDetail:
+    """One row with its raw request: method, query string, kept headers, body (base64)."""
+    async with state.pool.acquire() as conn:
+        found = await rejections.get(conn, rejected_id)
+    if found is None:
+        raise NotFoundError(f"no rejected delivery {rejected_id}")
+    return found
+
+
+@post(
+    "/v1/rejected-deliveries/{rejected_id:int}/replay",
+    guards=[requires("recon:write")],
+    security=SECURITY,
+    operation_id="replayRejectedDelivery",
+    tags=["rejected deliveries"],
+    status_code=200,
+)
+async def replay_rejected(state: State, rejected_id: FromPath[int], dry_run: FromQuery[bool] = False) -> ReplayResult:
+    """Verify, parse and apply the stored request again; `ok: false` with `error` when it still fails."""
+    try:
+        return await replay.replay(state.pool, state.gateways, rejected_id, dry_run=dry_run)
+    except replay.UnknownRejectionError as exc:
+        raise NotFoundError(str(exc)) from None
+    except replay.NotReplayableError as exc:
+        raise ConflictError(str(exc)) from None
+
+
+routes = [list_rejected, get_rejected, replay_rejected]
