@@ -278,6 +278,11 @@ async def _read(conn: Conn, ids: list[str]) -> list[Candidate]:
     return msgspec.convert([dict(r) for r in records], list[Candidate], strict=False)
 
 
+async def load(conn: Conn, ids: list[str]) -> list[Candidate]:
+    """Orders as a status query needs them, outside any claim (one an operator asked about)."""
+    return await _read(conn, ids)
+
+
 async def release(conn: Conn, run_id: int, order_id: str, *, failed: bool, dry_run: bool) -> None:
     """End the lease (the row keeps naming the run: it is not claimed again by it).
 

@@ -180,6 +180,21 @@ async def check_order(
     progress: Progress | None = None,
 ) -> Verdict:
     """Ask every reference of the order at the run's gateways, apply each answer, record one finding."""
+    answers = await ask(env, order, gateways, limits, source=Source.RECONCILER, dry_run=run.dry_run, run=run)
+    return await _conclude(env, run, order, answers, progress)
+
+
+async def ask(
+    env: RunEnv,
+    order: candidates.Candidate,
+    gateways: Mapping[str, Connected],
+    limits: Limits,
+    *,
+    source: Source,
+    dry_run: bool,
+    run: ReconcileRun | None = None,
+) -> list[Answer]:
+    """Ask every reference of the order at `gateways` and apply each answer through the ledger as `source`."""
     answers: list[Answer] = []
     not_asked = 0  # references whose gateway's breaker was open: the order was not checked there
     for ref in order.references:
@@ -206,22 +221,28 @@ async def check_order(
         except Exception as exc:  # every gateway failure is a finding, never an order change
             not_asked += isinstance(exc, CircuitOpenError)
             answers.append(replace(asked, error=f"{ref.provider}/{ref.account}: {_describe(exc)}"))
-            if limiter.open and not was_open and not isinstance(exc, CircuitOpenError):
+            if run is not None and limiter.open and not was_open and not isinstance(exc, CircuitOpenError):
                 await _publish_breakers(env.pool, run, limits, only_open=True)  # ops see it now, not at run end
             continue
         if event is None:
             answers.append(asked)
             continue
         try:
-            outcome = await ledger.apply(env.pool, event, Source.RECONCILER, dry_run=run.dry_run)
+            outcome = await ledger.apply(env.pool, event, source, dry_run=dry_run)
         except UNAVAILABLE_ERRORS:
             raise  # the database is gone: the run cannot record anything, it fails
         except Exception as exc:
-            log.exception("run %s: the ledger could not apply %s", run.id, event.dedupe_key)
+            log.exception("%s: the ledger could not apply %s", source, event.dedupe_key)
             answers.append(replace(asked, event=event, error=f"ledger: {_describe(exc)}"))
             continue
         answers.append(replace(asked, event=event, outcome=outcome))
+    return answers
 
+
+async def _conclude(
+    env: RunEnv, run: ReconcileRun, order: candidates.Candidate, answers: list[Answer], progress: Progress | None
+) -> Verdict:
+    """Judge the answers, record the run's finding (and a mismatch anomaly), release the order."""
     async with transaction(env.pool) as conn:
         now = await candidates.order_status(conn, order.id) or order.status
         verdict = judge(

@@ -33,13 +33,18 @@ from arq.cron import CronJob
 from arq.worker import Worker
 
 from providers.gateway import Connected
+from reconciler import candidates
+from reconciler.limits import Limits
 from reconciler.resilience import ResilientWorker
-from reconciler.run import RunEnv, count_due, execute
+from reconciler.run import RunEnv, ask, count_due, execute
+from reconciler.verdict import judge
 from reconciler.watchdog import Watchdog
 from service import db, metrics, runs
 from service.gateways import load_gateways
-from service.jobs import JOB_DECODE, JOB_ENCODE, RECONCILE_JOB
+from service.jobs import CHECK_ORDER_JOB, JOB_DECODE, JOB_ENCODE, RECONCILE_JOB
+from service.model import Source
 from service.notify import jobs as webhook_jobs
+from service.ops import audit
 from service.runs import ReconcileRun, RunParams, RunStatus, Trigger
 from service.settings import Settings
 
@@ -195,6 +200,57 @@ async def join_run(ctx: dict[str, Any], run_id: int) -> dict[str, Any]:
     return {"role": "helper", "run_id": run_id}
 
 
+async def check_order_now(ctx: dict[str, Any], action_id: int, order_id: str) -> dict[str, Any]:
+    """The ops console's "check this order now": ask the order's gateways, apply the answers as `operator`.
+
+    The same asking and applying as a run's (`reconciler.run.ask`), outside any run; the verdict
+    goes into the console's operator_actions row, which the order page shows.
+    """
+    env: RunEnv = ctx["env"]
+    result: dict[str, Any]
+    try:
+        async with env.pool.acquire() as conn:
+            found = await candidates.load(conn, [order_id])
+        if not found:
+            result = {"error": f"no order {order_id}"}
+        else:
+            order = found[0]
+            answers = await ask(env, order, env.gateways, Limits(env.gateways), source=Source.OPERATOR, dry_run=False)
+            async with env.pool.acquire() as conn:
+                now = await candidates.order_status(conn, order.id) or order.status
+            verdict = judge(
+                provider=order.provider,
+                account=order.account,
+                ledger_before=order.status,
+                ledger_now=now,
+                answers=answers,
+                dry_run=False,
+            )
+            result = {
+                "kind": verdict.kind.value,
+                "from_status": order.status,
+                "to_status": now,
+                "gateway_status": verdict.gateway_status,
+                "detail": verdict.detail,
+                "answers": [
+                    {
+                        "gateway": f"{a.provider}/{a.account}",
+                        "reference": a.reference,
+                        "status": None if a.event is None else str(a.event.status),
+                        "outcome": None if a.outcome is None else str(a.outcome.kind),
+                        "error": a.error,
+                    }
+                    for a in answers
+                ],
+            }
+    except Exception as exc:  # the operator must see that it failed, not a check waiting forever
+        log.exception("check of order %s (operator action %s) failed", order_id, action_id)
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    async with env.pool.acquire() as conn:
+        await audit.finish(conn, action_id, result)
+    return result
+
+
 def worker_options(
     settings: Settings,
     *,
@@ -210,6 +266,7 @@ def worker_options(
             func(reconcile_now, name=RECONCILE_JOB, timeout=RUN_TIMEOUT, max_tries=1),
             func(join_run, timeout=RUN_TIMEOUT, max_tries=1),
             func(webhook_jobs.deliver_webhooks, name=webhook_jobs.DELIVER_JOB, timeout=600, max_tries=1),
+            func(check_order_now, name=CHECK_ORDER_JOB, timeout=300, max_tries=1),
         ],
         "cron_jobs": cron_jobs(settings) if schedule else [],
         "queue_name": settings.queue_name,

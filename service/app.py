@@ -24,6 +24,7 @@ from service.http_metrics import HttpMetrics
 from service.input_guard import InputGuard
 from service.jobs import JOB_DECODE, JOB_ENCODE
 from service.openapi import OpenAPIJson
+from service.ops import console
 from service.problems import exception_handlers
 from service.settings import Settings, load_settings
 
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, Connecte
                 path=_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False
             ),
             *rejected.routes,
+            console.router(),
         ],
         lifespan=[_resources],
         state=State({"settings": settings, "gateways": gateways}),
@@ -120,6 +122,7 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, Connecte
             disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422},
         ),
         request_max_body_size=1024 * 1024,
+        template_config=console.template_config(),
     )
 
 

@@ -19,7 +19,8 @@ from litestar.types import Guard
 from service import apikeys
 from service.apikeys import SCOPES, ApiKey
 
-PUBLIC_PATHS = [r"^/webhooks(/|$)", r"^/healthz$", r"^/readyz$", r"^/metrics$", r"^/schema(/|$)"]
+# /ops: the console signs in with its own session cookie (service/ops/web.py), not a bearer key.
+PUBLIC_PATHS = [r"^/webhooks(/|$)", r"^/healthz$", r"^/readyz$", r"^/metrics$", r"^/schema(/|$)", r"^/ops(/|$)"]
 
 # The OpenAPI security requirement of a keyed route (the scheme is declared in service.app).
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]

@@ -31,7 +31,6 @@ import asyncpg
 from providers.base import Ack, GatewayAdapter, OutcomeKind, WebhookRequest
 from providers.errors import MalformedError, PayreconError
 from service import ledger, logs, rejections
-from service.db import UNAVAILABLE_ERRORS
 from service.failures import refused_by_postgres, retry_can_cure
 from service.metrics import WEBHOOKS_HELD, WEBHOOKS_IGNORED, WEBHOOKS_REJECTED, WEBHOOKS_UNAVAILABLE
 from service.model import RawDelivery, Source

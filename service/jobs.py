@@ -10,3 +10,7 @@ JOB_DECODE = msgspec.msgpack.Decoder().decode
 
 # The API enqueues by name; `service` never imports `reconciler` (DESIGN.md §1).
 RECONCILE_JOB = "reconcile_now"
+
+# The ops console's "check this order now": (operator_actions id, order id); the worker writes the
+# result into that operator_actions row (service.ops.audit.finish).
+CHECK_ORDER_JOB = "check_order_now"

@@ -21,6 +21,7 @@ class Source(StrEnum):
     RECONCILER = "reconciler"
     CATCH_UP = "catch_up"  # Stripe events-list catch-up
     MANUAL = "manual"
+    OPERATOR = "operator"  # "check this order now" in the ops console (migrations/0041)
 
 
 class AnomalyKind(StrEnum):

@@ -18,8 +18,9 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from providers.base import GatewayAdapter, OutcomeKind, WebhookRequest
+from providers.base import OutcomeKind, WebhookRequest
 from providers.errors import PayreconError
+from providers.gateway import Connected
 from service import ledger, rejections
 from service.failures import retry_can_cure
 from service.ingest import raw_delivery, reason_of
@@ -46,7 +47,7 @@ class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def replay(
-    pool: asyncpg.Pool, gateways: Mapping[str, GatewayAdapter], rejected_id: int, *, dry_run: bool = False
+    pool: asyncpg.Pool, gateways: Mapping[str, Connected], rejected_id: int, *, dry_run: bool = False
 ) -> ReplayResult:
     """Replay rejected delivery `rejected_id`; `dry_run` goes through the ledger and rolls back.
 
@@ -62,8 +63,8 @@ async def replay(
         raise NotReplayableError(
             f"rejected delivery {rejected_id} kept only its body hash (sha256 {row.body_sha256}); nothing to replay"
         )
-    adapter = gateways.get(row.provider)
-    if adapter is None:
+    connected = gateways.get(row.provider)
+    if connected is None:
         raise NotReplayableError(
             f"rejected delivery {rejected_id} is for gateway {row.provider!r}: not in PAYRECON_GATEWAYS"
         )
@@ -78,8 +79,8 @@ async def replay(
     )
     result = ReplayResult(rejected_id=rejected_id, provider=row.provider, dry_run=dry_run, ok=False)
     try:
-        adapter.verify(request)
-        events = [storable(event) for event in adapter.parse(request)]
+        connected.adapter.verify(request)
+        events = [storable(event) for event in connected.adapter.parse(request)]
     except Exception as error:  # still not acceptable: say why, as a refusal would
         return msgspec.structs.replace(result, error=f"{reason_of(error)}: {error}")
 

@@ -32,6 +32,7 @@ class Trigger(StrEnum):
     AUDIT = "audit"  # the PAYRECON_RECONCILE_AUDIT_EVERY slot: every order inside the horizon, paid too
     API = "api"
     CLI = "cli"
+    CONSOLE = "console"  # started from the ops console (migrations/0041)
 
 
 class FindingKind(StrEnum):
@@ -244,28 +245,42 @@ async def finding_counts(conn: Conn, run_id: int) -> list[tuple[str, str, int]]:
 
 
 async def list_findings(
-    conn: Conn, run_id: int, *, kind: FindingKind | None, after_id: int | None, limit: int
+    conn: Conn,
+    run_id: int,
+    *,
+    kind: FindingKind | None,
+    after_id: int | None,
+    limit: int,
+    provider: str | None = None,
 ) -> list[Finding]:
     records = await conn.fetch(
         f"""select {_FINDING_COLUMNS} from reconcile_findings
             where run_id = $1 and ($2::text is null or kind = $2) and ($3::bigint is null or id > $3)
+              and ($5::text is null or provider = $5)
             order by id limit $4""",
         run_id,
         None if kind is None else kind.value,
         after_id,
         limit,
+        provider,
     )
     return msgspec.convert([dict(r) for r in records], list[Finding], strict=False)
 
 
 async def iter_findings(
-    pool: asyncpg.Pool, run_id: int, *, kind: FindingKind | None = None, after_id: int | None = None, page: int = 500
+    pool: asyncpg.Pool,
+    run_id: int,
+    *,
+    kind: FindingKind | None = None,
+    after_id: int | None = None,
+    page: int = 500,
+    provider: str | None = None,
 ) -> AsyncIterator[Finding]:
     """Every finding of a run (after `after_id`) in keyset pages: an export's memory does not grow with the run."""
     after = after_id
     while True:
         async with pool.acquire() as conn:
-            found = await list_findings(conn, run_id, kind=kind, after_id=after, limit=page)
+            found = await list_findings(conn, run_id, kind=kind, after_id=after, limit=page, provider=provider)
         for finding in found:
             yield finding
         if len(found) < page:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
+from arq import ArqRedis
 from litestar import Request, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, Parameter, RawBody
@@ -85,22 +87,30 @@ async def start_run(request: Request[Any, Any, Any], body: RawBody) -> Response[
             f"gateway {wanted.provider[:64]!r} is not configured (configured: {', '.join(configured) or 'none'})",
         )
     since = since_param("since", wanted.since)
-    pool = request.app.state.pool
+    run = await launch(
+        request.app.state.pool,
+        request.app.state.redis,
+        trigger=Trigger.API,
+        params=RunParams(provider=wanted.provider, since=since),
+        dry_run=wanted.dry_run,
+    )
+    return Response(run, status_code=202, headers={"location": f"/v1/reconciliation/runs/{run.id}"})
+
+
+async def launch(
+    pool: asyncpg.Pool, redis: ArqRedis, *, trigger: Trigger, params: RunParams, dry_run: bool
+) -> ReconcileRun:
+    """Create a run and enqueue the job that leads it (the API's and the ops console's way to start one)."""
     async with pool.acquire() as conn:
-        run = await runs.create_run(
-            conn,
-            trigger=Trigger.API,
-            params=RunParams(provider=wanted.provider, since=since),
-            dry_run=wanted.dry_run,
-        )
+        run = await runs.create_run(conn, trigger=trigger, params=params, dry_run=dry_run)
     assert run is not None  # no slot: never a conflict
     try:
-        await request.app.state.redis.enqueue_job(RECONCILE_JOB, run.id, _job_id=runs.job_id(run))
+        await redis.enqueue_job(RECONCILE_JOB, run.id, _job_id=runs.job_id(run))
     except Exception as exc:  # Redis down: say so, and do not leave a run nobody will lead
         async with pool.acquire() as conn:
             await runs.finish_run(conn, run.id, RunStatus.FAILED, {}, error=f"could not enqueue: {exc}")
         raise UnavailableError("the job queue (Redis) is unreachable; try again") from None
-    return Response(run, status_code=202, headers={"location": f"/v1/reconciliation/runs/{run.id}"})
+    return run
 
 
 @get(
