@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import msgspec
 import pytest
+from litestar.routes import HTTPRoute
 
 from providers.simkit import Faults
 from service import apikeys
@@ -263,3 +265,23 @@ async def test_revoking_the_key_ends_its_sessions_and_sign_out_ends_one(console:
     gone = await http.get("/ops", headers=me)
     assert gone.status_code == 303
     assert gone.headers["location"].startswith("/ops/login")
+
+
+async def test_every_console_route_but_sign_in_and_its_assets_needs_a_session(console: Console) -> None:
+    routes = {
+        (method, re.sub(r"\{[a-z_]+:int\}", "1", re.sub(r"\{[a-z_]+:str\}", "x", route.path)))
+        for route in console.stage.app.routes
+        if isinstance(route, HTTPRoute) and route.path.startswith("/ops")
+        for method in route.methods - {"HEAD", "OPTIONS"}
+    }
+    assert ("POST", "/ops/anomalies/1/resolve") in routes
+    open_ones = {("GET", "/ops/login"), ("POST", "/ops/login")}
+    checked = 0
+    for method, path in sorted(routes - open_ones):
+        if path.startswith("/ops/static"):
+            continue
+        answer = await console.http.request(method, path, data={"note": "x"} if method == "POST" else None)
+        assert answer.status_code == 303, (method, path, answer.status_code)
+        assert answer.headers["location"].startswith("/ops/login?next="), (method, path)
+        checked += 1
+    assert checked >= 15
