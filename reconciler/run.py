@@ -26,7 +26,7 @@ from reconciler.catch_up import catch_up_all
 from reconciler.limits import CircuitOpenError, Limits
 from reconciler.participants import BEATS_PER_PERIOD, Participant, release_gone
 from reconciler.verdict import MISMATCH_ANOMALY, Answer, Verdict, judge
-from service import breakers, ledger, metrics, runs
+from service import breakers, ledger, logs, metrics, runs
 from service.db import UNAVAILABLE_ERRORS, transaction
 from service.model import Source
 from service.runs import FindingKind, ReconcileRun, RunStatus
@@ -180,8 +180,11 @@ async def check_order(
     progress: Progress | None = None,
 ) -> Verdict:
     """Ask every reference of the order at the run's gateways, apply each answer, record one finding."""
-    answers = await ask(env, order, gateways, limits, source=Source.RECONCILER, dry_run=run.dry_run, run=run)
-    return await _conclude(env, run, order, answers, progress)
+    with logs.bound(gateway=order.provider, account=order.account, order_id=order.id):
+        answers = await ask(env, order, gateways, limits, source=Source.RECONCILER, dry_run=run.dry_run, run=run)
+        verdict = await _conclude(env, run, order, answers, progress)
+        log.debug("run %s: %s", run.id, verdict.kind.value, extra={"outcome": verdict.kind.value})
+        return verdict
 
 
 async def ask(
