@@ -36,11 +36,14 @@ ARGS = [
 ]
 SHOTS = Path(os.environ.get("PAYRECON_TEST_OUTPUT") or REPO / "test-output") / "ops-console"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"no Chromium at {CHROMIUM}: install Debian's `chromium` (apt-get install -y chromium; .ci/run does) "
-    "or point PAYRECON_CHROMIUM at one",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"no Chromium at {CHROMIUM}: install Debian's `chromium` (apt-get install -y chromium; .ci/run does) "
+        "or point PAYRECON_CHROMIUM at one",
+    ),
+    pytest.mark.timeout(420),  # a whole operator's session in a real browser, on a busy machine
+]
 
 
 @pytest.fixture
