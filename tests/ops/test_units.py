@@ -14,7 +14,7 @@ from service.ops.web import safe_next
 
 def test_the_chart_draws_two_bars_per_run_scaled_to_the_largest() -> None:
     svg = runs_chart([(7, 4, 0), (8, 2, 8)])
-    bars = re.findall(r'height="([\d.]+)"><title>', svg)  # the legend's swatches have no title
+    bars = re.findall(r'height="([\d.]+)" fill="#[0-9a-f]+"><title>', svg)  # the legend's swatches have no title
     heights = [float(h) for h in bars]
     assert len(heights) == 4
     assert heights[3] == max(heights)  # in-sync 8 of run 8 is the tallest
