@@ -129,11 +129,16 @@ async def check_order(request: Request[Any, Any, Any], order_id: FromPath[str]) 
         action = await audit.record(
             conn, audit.Action.CHECK_ORDER, web.current(request).key, note, order_id=order_id, anomaly_id=anomaly_id
         )
+    # arq's own job id (a uuid): an id made of ours (the action's) could meet a kept result of another
+    # database's action in a shared Redis and be silently dropped as a duplicate.
     try:
-        await redis.enqueue_job(CHECK_ORDER_JOB, action.id, order_id, _job_id=f"ops-check:{action.id}")
+        job = await redis.enqueue_job(CHECK_ORDER_JOB, action.id, order_id)
+        failure = None if job is not None else "the job queue refused the check"
     except Exception as exc:  # Redis down: the action ends now, saying so, instead of waiting forever
+        failure = f"could not enqueue the check: {exc}"
+    if failure is not None:
         async with pool.acquire() as conn:
-            await audit.finish(conn, action.id, {"error": f"could not enqueue the check: {exc}"})
+            await audit.finish(conn, action.id, {"error": failure})
     _counted(audit.Action.CHECK_ORDER)
     back = form.get("back", "")
     return _back(back if web.safe_next(back) == back else f"/ops/orders/{order_id}")
