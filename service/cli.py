@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import click
+import msgspec
 
 from providers.errors import PayreconError
 from service import embedded, logs
@@ -20,7 +22,7 @@ from service.db import Conn, create_pool
 from service.migrate import MigrationError
 from service.migrate import migrate as apply_migrations
 from service.migrate import pending as pending_migrations
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import PREFIX, Settings, SettingsError, load_settings
 
 T = TypeVar("T")
 
@@ -143,11 +145,17 @@ class PayreconGroup(click.Group):
 def cli() -> None:
     """payrecon: payment-status reconciliation for Stripe, MoMo and VNPay."""
     signal.signal(signal.SIGTERM, _terminate)
-    try:
-        found = load_settings(None)
-    except SettingsError:  # the command itself reports it, in one line
-        found = Settings()
+    found = _log_settings()
     logs.configure(found.log_level, found.log_json)
+
+
+def _log_settings() -> Settings:
+    # Only the two logging settings: the command reads (and reports on) the rest itself, once.
+    wanted = {name: os.environ[PREFIX + name] for name in ("LOG_LEVEL", "LOG_JSON") if os.environ.get(PREFIX + name)}
+    try:
+        return msgspec.convert(wanted, Settings, strict=False)
+    except msgspec.ValidationError:  # the command says what is wrong with it, in one line
+        return Settings()
 
 
 def with_connection(work: Callable[[Conn], Awaitable[T]], database_url: str | None = None) -> T:
