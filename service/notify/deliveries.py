@@ -323,3 +323,36 @@ async def redeliver(conn: Conn, endpoint_id: int, delivery_id: int) -> Delivery 
         delivery_id,
     )
     return None if found is None else await get_delivery(conn, endpoint_id, delivery_id)
+
+
+class OrderNotification(msgspec.Struct, frozen=True, kw_only=True):
+    """One outbox notification of an order and, once fanned out, its delivery to one endpoint (the ops console)."""
+
+    notification_id: int
+    type: str
+    order_version: int
+    anomaly_id: int | None
+    created_at: datetime
+    endpoint_id: int | None = None  # None: no endpoint takes it (or not fanned out yet)
+    url: str | None = None
+    status: str | None = None  # pending, delivered, failed
+    tries: int | None = None
+    last_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+async def for_order(conn: Conn, order_id: str, limit: int = 500) -> list[OrderNotification]:
+    """What the shop was told about an order: every notification, with each endpoint's delivery."""
+    rows = await conn.fetch(
+        """select n.id as notification_id, n.type, n.order_version, n.anomaly_id, n.created_at,
+                  d.endpoint_id, e.url, d.status, d.tries, d.last_attempt_at, d.delivered_at
+           from notifications n
+           left join webhook_deliveries d on d.notification_id = n.id
+           left join webhook_endpoints e on e.id = d.endpoint_id
+           where n.order_id = $1
+           order by n.id, d.endpoint_id
+           limit $2""",
+        order_id,
+        limit,
+    )
+    return msgspec.convert([dict(r) for r in rows], list[OrderNotification])

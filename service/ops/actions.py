@@ -19,9 +19,10 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
 from service import apikeys, metrics
-from service.api.reconciliation import UnavailableError, launch
+from service.api.reconciliation import launch
 from service.jobs import CHECK_ORDER_JOB
 from service.ops import audit, sessions, web
+from service.problems import UnavailableError
 from service.runs import RunParams, Trigger
 
 WRITE = [web.requires(web.WRITE)]

@@ -15,6 +15,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Stream, Template
 
 from service import orders, runs
+from service.notify import deliveries
 from service.ops import audit, overview, web
 from service.ops.chart import runs_chart
 from service.runs import FindingKind, RunStatus, Trigger
@@ -190,10 +191,7 @@ async def order_page(request: Request[Any, Any, Any], order_id: FromPath[str]) -
             )
         events, transitions = await orders.order_events(conn, order_id)
         anomalies, _ = await orders.list_anomalies(conn, limit=100, order_id=order_id)
-        notifications = await conn.fetch(
-            "select id, type, order_version, anomaly_id, created_at from notifications where order_id = $1 order by id",
-            order_id,
-        )
+        notifications = await deliveries.for_order(conn, order_id)
         actions = await audit.list_actions(conn, order_id=order_id, limit=50)
     pending = any(a.action is audit.Action.CHECK_ORDER and a.finished_at is None for a in actions)
     return web.render(

@@ -188,6 +188,7 @@ async def test_check_this_order_now_applies_the_gateway_answer_through_the_ledge
     done = await page(http, f"/ops/orders/{world.pending_paid}", me)
     assert "operator" in done.text
     assert "repaired" in done.text
+    assert "order.succeeded" in done.text  # the notification the shop is sent, and its delivery state
 
 
 async def test_a_run_started_from_the_console_is_led_by_a_worker_and_its_findings_export_filtered(
