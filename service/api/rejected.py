@@ -16,10 +16,11 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
 from service import rejections, replay
-from service.api.orders import Limit, as_utc, invalid
+from service.api.bodies import as_utc
+from service.api.orders import Limit
 from service.auth import SECURITY, requires
 from service.orders import CursorError
-from service.problems import ConflictError, NotFoundError
+from service.problems import ConflictError, NotFoundError, invalid
 from service.rejections import RejectedDelivery, RejectedDeliveryDetail
 from service.replay import ReplayResult
 
@@ -59,7 +60,7 @@ async def list_rejected(
                 cursor=cursor,
             )
     except CursorError as exc:
-        raise invalid(request, "cursor", str(exc), source="query") from None
+        raise invalid("cursor", str(exc)) from None
     return RejectedPage(items=items, next_cursor=next_cursor)
 
 
