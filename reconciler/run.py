@@ -181,8 +181,10 @@ async def check_order(
 ) -> Verdict:
     """Ask every reference of the order at the run's gateways, apply each answer, record one finding."""
     with logs.bound(gateway=order.provider, account=order.account, order_id=order.id):
-        answers = await ask(env, order, gateways, limits, source=Source.RECONCILER, dry_run=run.dry_run, run=run)
-        verdict = await _conclude(env, run, order, answers, progress)
+        answers, not_asked = await ask(
+            env, order, gateways, limits, source=Source.RECONCILER, dry_run=run.dry_run, run=run
+        )
+        verdict = await _conclude(env, run, order, answers, not_asked, progress)
         log.debug("run %s: %s", run.id, verdict.kind.value, extra={"outcome": verdict.kind.value})
         return verdict
 
@@ -196,8 +198,11 @@ async def ask(
     source: Source,
     dry_run: bool,
     run: ReconcileRun | None = None,
-) -> list[Answer]:
-    """Ask every reference of the order at `gateways` and apply each answer through the ledger as `source`."""
+) -> tuple[list[Answer], int]:
+    """Ask every reference of the order at `gateways` and apply each answer through the ledger as `source`.
+
+    Also returns how many references were not asked because their account's breaker was open.
+    """
     answers: list[Answer] = []
     not_asked = 0  # references whose gateway's breaker was open: the order was not checked there
     for ref in order.references:
@@ -239,11 +244,16 @@ async def ask(
             answers.append(replace(asked, event=event, error=f"ledger: {_describe(exc)}"))
             continue
         answers.append(replace(asked, event=event, outcome=outcome))
-    return answers
+    return answers, not_asked
 
 
 async def _conclude(
-    env: RunEnv, run: ReconcileRun, order: candidates.Candidate, answers: list[Answer], progress: Progress | None
+    env: RunEnv,
+    run: ReconcileRun,
+    order: candidates.Candidate,
+    answers: list[Answer],
+    not_asked: int,
+    progress: Progress | None,
 ) -> Verdict:
     """Judge the answers, record the run's finding (and a mismatch anomaly), release the order."""
     async with transaction(env.pool) as conn:

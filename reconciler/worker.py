@@ -215,7 +215,8 @@ async def check_order_now(ctx: dict[str, Any], action_id: int, order_id: str) ->
             result = {"error": f"no order {order_id}"}
         else:
             order = found[0]
-            answers = await ask(env, order, env.gateways, Limits(env.gateways), source=Source.OPERATOR, dry_run=False)
+            limits = Limits(env.gateways)
+            answers, _ = await ask(env, order, env.gateways, limits, source=Source.OPERATOR, dry_run=False)
             async with env.pool.acquire() as conn:
                 now = await candidates.order_status(conn, order.id) or order.status
             verdict = judge(
