@@ -14,7 +14,7 @@ import httpx
 import msgspec
 
 from providers.base import PaymentEvent, PaymentStatus
-from providers.stripe.signing import sign_header
+from providers.stripe.sim.signing import sign_header
 from reconciler.worker import close_worker, create_worker
 from service import apikeys, ledger, rejections
 from service.model import Source
