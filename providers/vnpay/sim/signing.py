@@ -1,7 +1,7 @@
 """How VNPay signs, written from VNPay's documentation and its Python sample, not from our verifier.
 
 The sample (vnpay.py `get_payment_url` / `validate_response`) sorts the `vnp_*` parameters by
-name, joins `key=quote_plus(value)` with `&`, and appends `vnp_SecureHash` = hex
+name (any other parameter is not signed), joins `key=quote_plus(value)` with `&`, and appends `vnp_SecureHash` = hex
 HMAC-SHA512(vnp_HashSecret, that string). The merchant API (querydr, refund) signs its values
 joined with `|` in a documented order. Kept apart from providers/vnpay/signing.py so a bug there
 cannot be mirrored here.
@@ -23,7 +23,9 @@ def hmacsha512(key: str, data: str) -> str:
 
 
 def _hash_data(params: Mapping[str, str]) -> str:
-    signed = sorted((k, v) for k, v in params.items() if k not in ("vnp_SecureHash", "vnp_SecureHashType"))
+    # the sample signs the vnp_* parameters only, never the hash itself
+    unsigned = ("vnp_SecureHash", "vnp_SecureHashType")
+    signed = sorted((k, v) for k, v in params.items() if k.startswith("vnp_") and k not in unsigned)
     return "&".join(f"{key}={urllib.parse.quote_plus(str(value))}" for key, value in signed)
 
 
