@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Request, get, patch, post
+from litestar import Request, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Response
@@ -165,6 +165,21 @@ async def update_endpoint(
     return changed
 
 
+@delete(
+    "/v1/webhook-endpoints/{endpoint_id:int}",
+    guards=[requires("webhooks:write")],
+    security=SECURITY,
+    operation_id="deleteWebhookEndpoint",
+    tags=["webhooks"],
+    responses=problems.responses(404),
+)
+async def delete_endpoint(state: State, endpoint_id: FromPath[EndpointId]) -> None:
+    """Delete the endpoint: nothing more is sent to it, pending deliveries included (204). Its log is kept."""
+    async with state.pool.acquire() as conn:
+        if not await endpoints.delete(conn, endpoint_id):
+            raise problems.NotFoundError(f"no webhook endpoint {endpoint_id}")
+
+
 @post(
     "/v1/webhook-endpoints/{endpoint_id:int}/secret/rotate",
     guards=[requires("webhooks:write")],
@@ -238,4 +253,13 @@ async def redeliver(
     return Response(again, status_code=202)
 
 
-routes = [create_endpoint, list_endpoints, get_endpoint, update_endpoint, rotate_secret, list_deliveries, redeliver]
+routes = [
+    create_endpoint,
+    list_endpoints,
+    get_endpoint,
+    update_endpoint,
+    delete_endpoint,
+    rotate_secret,
+    list_deliveries,
+    redeliver,
+]

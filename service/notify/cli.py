@@ -103,6 +103,15 @@ def disable(endpoint_id: int) -> None:
     _set_enabled(endpoint_id, False)
 
 
+@webhook_endpoints.command(name="delete")
+@click.argument("endpoint_id", type=int)
+def delete_(endpoint_id: int) -> None:
+    """Delete an endpoint for good (its delivery log stays in the database)."""
+    if not _db(lambda conn: endpoints.delete(conn, endpoint_id)):
+        raise CliError(f"no webhook endpoint {endpoint_id}")
+    click.echo(f"webhook endpoint {endpoint_id} deleted")
+
+
 @webhook_endpoints.command(name="rotate-secret")
 @click.argument("endpoint_id", type=int)
 @click.option(

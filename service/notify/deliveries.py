@@ -317,8 +317,10 @@ async def get_delivery(conn: Conn, endpoint_id: int, delivery_id: int) -> Delive
 async def redeliver(conn: Conn, endpoint_id: int, delivery_id: int) -> Delivery | None:
     """Send again now, with a fresh retry schedule (delivered or failed alike; same webhook-id)."""
     found = await conn.fetchval(
-        """update webhook_deliveries set status = 'pending', tries = 0, next_attempt_at = now()
-           where endpoint_id = $1 and id = $2 returning id""",
+        """update webhook_deliveries d set status = 'pending', tries = 0, next_attempt_at = now()
+           from webhook_endpoints e
+           where d.endpoint_id = $1 and d.id = $2 and e.id = d.endpoint_id and e.deleted_at is null
+           returning d.id""",
         endpoint_id,
         delivery_id,
     )

@@ -71,12 +71,15 @@ async def create(
 
 
 async def get(conn: Conn, endpoint_id: int) -> Endpoint | None:
-    row = await conn.fetchrow(f"select {_COLUMNS} from webhook_endpoints e where e.id = $1", endpoint_id)
+    row = await conn.fetchrow(
+        f"select {_COLUMNS} from webhook_endpoints e where e.id = $1 and e.deleted_at is null", endpoint_id
+    )
     return None if row is None else _endpoint(row)
 
 
 async def list_endpoints(conn: Conn) -> list[Endpoint]:
-    return [_endpoint(r) for r in await conn.fetch(f"select {_COLUMNS} from webhook_endpoints e order by e.id")]
+    rows = await conn.fetch(f"select {_COLUMNS} from webhook_endpoints e where e.deleted_at is null order by e.id")
+    return [_endpoint(r) for r in rows]
 
 
 async def update(
@@ -98,7 +101,7 @@ async def update(
                consecutive_failures = case when $5 then 0 else consecutive_failures end,
                circuit_open_until = case when $5 then null else circuit_open_until end,
                updated_at = now()
-           where id = $1 returning id""",
+           where id = $1 and deleted_at is null returning id""",
         endpoint_id,
         url,
         None if event_types is None else sorted(set(event_types)),
@@ -108,11 +111,24 @@ async def update(
     return None if found is None else await get(conn, endpoint_id)
 
 
+async def delete(conn: Conn, endpoint_id: int) -> bool:
+    """Stop and hide the endpoint for good; its delivery history stays in the database."""
+    found = await conn.fetchval(
+        """update webhook_endpoints set deleted_at = now(), enabled = false, updated_at = now()
+           where id = $1 and deleted_at is null returning id""",
+        endpoint_id,
+    )
+    return found is not None
+
+
 async def rotate_secret(conn: Conn, endpoint_id: int, overlap: timedelta) -> EndpointWithSecret | None:
     """A new current secret; the live old ones expire after `overlap` (0: at once). Both sign meanwhile."""
     secret = signing.new_secret()
     async with conn.transaction():
-        if await conn.fetchval("select 1 from webhook_endpoints where id = $1 for update", endpoint_id) is None:
+        locked = await conn.fetchval(
+            "select 1 from webhook_endpoints where id = $1 and deleted_at is null for update", endpoint_id
+        )
+        if locked is None:
             return None
         await conn.execute(
             """update webhook_secrets set expires_at = now() + $2

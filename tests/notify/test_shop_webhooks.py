@@ -232,3 +232,24 @@ async def test_webhook_scopes(api: httpx.AsyncClient, pool: asyncpg.Pool) -> Non
         await pool.execute(
             "insert into api_keys (name, prefix, key_hash, scopes) values ('x', 'p', 'h', '{webhooks:admin}')"
         )
+
+
+async def test_a_deleted_endpoint_gets_nothing_more(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    made = (await api.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/gone"})).json()
+    endpoint_id = made["endpoint"]["id"]
+    assert (await api.post("/v1/orders", json=ORDER)).status_code == 201
+    news = event(S.PROCESSING, provider="stripe", reference="pi_w1", amount=2599, currency="USD")
+    await ledger.apply(pool, news, Source.WEBHOOK)
+    async with pool.acquire() as conn:
+        await deliveries.fan_out(conn)
+    pending = (await api.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries")).json()["items"]
+    assert [d["status"] for d in pending] == ["pending"]
+
+    assert (await api.delete(f"/v1/webhook-endpoints/{endpoint_id}")).status_code == 204
+    assert (await api.get(f"/v1/webhook-endpoints/{endpoint_id}")).status_code == 404
+    assert (await api.delete(f"/v1/webhook-endpoints/{endpoint_id}")).status_code == 404
+    assert (await api.get("/v1/webhook-endpoints")).json()["items"] == []
+    redo = await api.post(f"/v1/webhook-endpoints/{endpoint_id}/deliveries/{pending[0]['id']}/redeliver")
+    assert redo.status_code == 404
+    async with httpx.AsyncClient() as http:
+        assert await deliveries.deliver_due(pool, http) == 0  # the pending delivery is not attempted
