@@ -175,7 +175,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         jobs.append(cron(audit_slot, timeout=max(RUN_TIMEOUT, period), **fields))
     # Outbound webhooks: the sweep delivers every committed notification even if no enqueue reached Redis.
     _, fields = cron_schedule(settings.webhook_sweep_every, "PAYRECON_WEBHOOK_SWEEP_EVERY")
-    jobs.append(cron(webhook_jobs.deliver_webhooks, name="deliver_webhooks_sweep", timeout=600, **fields))
+    jobs.append(cron(webhook_jobs.deliver_webhooks, timeout=600, **fields))
     return jobs
 
 

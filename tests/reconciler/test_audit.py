@@ -214,7 +214,7 @@ async def test_participants_of_a_sweep_walk_its_window_once_between_them(pool: a
 def test_audits_run_daily_by_default_on_their_own_cron_and_not_at_all_when_off(settings: Settings) -> None:
     jobs = {job.name: job for job in worker_options(settings)["cron_jobs"]}
     # (the outbound-webhook sweep is the worker's third cron job, and not a run)
-    assert set(jobs) == {"cron:reconcile_slot", "cron:audit_slot", "deliver_webhooks_sweep"}
+    assert set(jobs) == {"cron:reconcile_slot", "cron:audit_slot", "cron:deliver_webhooks"}
     assert (jobs["cron:audit_slot"].hour, jobs["cron:audit_slot"].minute, jobs["cron:audit_slot"].second) == (
         {0},
         0,
@@ -225,10 +225,7 @@ def test_audits_run_daily_by_default_on_their_own_cron_and_not_at_all_when_off(s
     audit = next(job for job in worker_options(hourly)["cron_jobs"] if job.name == "cron:audit_slot")
     assert (audit.hour, audit.minute, audit.second) == (None, {0}, 0)
     off = msgspec.structs.replace(settings, reconcile_audit_every=0.0)
-    assert [job.name for job in worker_options(off)["cron_jobs"]] == [
-        "cron:reconcile_slot",
-        "deliver_webhooks_sweep",
-    ]
+    assert [job.name for job in worker_options(off)["cron_jobs"]] == ["cron:reconcile_slot", "cron:deliver_webhooks"]
     assert worker_options(settings, schedule=False)["cron_jobs"] == []
 
 
