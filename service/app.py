@@ -11,14 +11,17 @@ from arq import create_pool as create_arq_pool
 from arq.connections import RedisSettings
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from providers.gateway import Connected
-from service import auth, db, logs, migrate
+from service import auth, db, logs, migrate, refusals
+from service.allowlists import Allowlists
 from service.api import anomalies, health, metrics, orders, reconciliation, rejected, webhook_endpoints, webhooks
+from service.client_address import ClientAddressMiddleware, parse_networks
 from service.gateways import load_gateways
 from service.http_metrics import HttpMetrics
 from service.input_guard import InputGuard
@@ -91,9 +94,27 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, Connecte
             *rejected.routes,
             console.router(),
         ],
-        lifespan=[_resources],
-        state=State({"settings": settings, "gateways": gateways}),
-        middleware=[logs.RequestIdMiddleware, HttpMetrics, *auth.middleware(), InputGuard()],
+        lifespan=[_resources, refusals.tallying],
+        state=State(
+            {
+                "settings": settings,
+                "gateways": gateways,
+                "allowlists": Allowlists(gateways),
+                "refusals": refusals.sampler_for(settings),
+            }
+        ),
+        middleware=[
+            # first: everything after it (metrics, auth, webhooks, logs) sees the client, not the proxy
+            DefineMiddleware(
+                ClientAddressMiddleware,
+                trusted=parse_networks(settings.trusted_proxies, setting="PAYRECON_TRUSTED_PROXIES"),
+                header=settings.proxy_header,
+            ),
+            logs.RequestIdMiddleware,
+            HttpMetrics,
+            *auth.middleware(),
+            InputGuard(),
+        ],
         exception_handlers=exception_handlers(),
         openapi_config=OpenAPIConfig(
             title="payrecon",

@@ -29,11 +29,12 @@ from typing import TypeVar
 import asyncpg
 
 from providers.base import Ack, GatewayAdapter, OutcomeKind, WebhookRequest
-from providers.errors import MalformedError, PayreconError
+from providers.errors import GatewayError, MalformedError, PayreconError
 from service import ledger, logs, rejections
 from service.failures import refused_by_postgres, retry_can_cure
 from service.metrics import WEBHOOKS_HELD, WEBHOOKS_IGNORED, WEBHOOKS_REJECTED, WEBHOOKS_UNAVAILABLE
 from service.model import RawDelivery, Source
+from service.refusals import RefusalSampler, source_of
 from service.storable import UnstorableError, escape_text, storable
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ class UnknownProviderError(MalformedError):
     """The URL names a gateway that is not configured in PAYRECON_GATEWAYS."""
 
 
+class BodyTimeoutError(MalformedError):
+    """The body did not arrive within PAYRECON_WEBHOOK_BODY_TIMEOUT: a slow or trickling client."""
+
+
+class SourceNotAllowedError(GatewayError):
+    """The client address is outside the gateway account's `allowed_sources`."""
+
+
 def reason_of(error: BaseException) -> str:
     """The `rejected_deliveries.reason` slug: our error's class name in snake case, without `Error`.
 
@@ -76,13 +85,23 @@ def raw_delivery(request: WebhookRequest) -> RawDelivery:
     return RawDelivery(body=request.body, headers=headers, query_string=request.query_string)
 
 
-async def ingest(pool: asyncpg.Pool, provider: str, adapter: GatewayAdapter, request: WebhookRequest) -> Ack:
-    """Handle one delivery for a configured gateway and return what the gateway must hear."""
+async def ingest(
+    pool: asyncpg.Pool,
+    provider: str,
+    adapter: GatewayAdapter,
+    request: WebhookRequest,
+    *,
+    refusals: RefusalSampler | None = None,
+) -> Ack:
+    """Handle one delivery for a configured gateway and return what the gateway must hear.
+
+    `refusals` samples what a refusal costs (service/refusals.py); without one every refusal is a row.
+    """
     logs.bind(gateway=provider, account=request.account)
     try:
         adapter.verify(request)
     except Exception as error:  # an adapter's failure is the sender's problem or the adapter's bug: never a 500
-        return await refuse(pool, provider, adapter, request, error)
+        return await refuse(pool, provider, adapter, request, error, refusals=refusals)
     try:
         events = [storable(event) for event in adapter.parse(request)]
     except Exception as error:  # signed, yet unreadable: the same bytes will fail the same way again
@@ -201,9 +220,10 @@ async def refuse(
     error: Exception,
     *,
     body_size: int | None = None,
+    refusals: RefusalSampler | None = None,
 ) -> Ack:
-    """Note a refused delivery (row, metric, log) and return the gateway's own rejection answer."""
-    await note_refusal(pool, provider, request, error, known_provider=True, body_size=body_size)
+    """Note a refused delivery (row or tally, metric, log) and return the gateway's own rejection answer."""
+    await note_refusal(pool, provider, request, error, known_provider=True, body_size=body_size, refusals=refusals)
     return _answer(lambda: adapter.reject(error), adapter, provider, fallback=400)
 
 
@@ -215,33 +235,19 @@ async def note_refusal(
     *,
     known_provider: bool,
     body_size: int | None = None,
+    refusals: RefusalSampler | None = None,
 ) -> None:
-    """Row in rejected_deliveries (best effort), WEBHOOKS_REJECTED, and a log line; never raises for storage."""
+    """WEBHOOKS_REJECTED, and — within the sampler's budget — a full row and a log line; else a tally.
+
+    Never raises for storage: a refusal stays a refusal when it cannot be noted.
+    """
     reason = reason_of(error)
-    if reason == "adapter_error":
-        log.error("webhook %s: adapter raised %s; refusing the delivery", provider, _name(error), exc_info=error)
-        detail = f"{_name(error)}: {error}"
-    else:
-        log.info("webhook %s refused: %s: %s", provider, reason, error, extra={"outcome": f"rejected:{reason}"})
-        detail = str(error)
     WEBHOOKS_REJECTED.labels(provider if known_provider else UNKNOWN_PROVIDER_LABEL, reason).inc()
-    await _note(pool, provider, request, reason, detail, body_size=body_size)
-
-
-async def _note(
-    pool: asyncpg.Pool,
-    provider: str,
-    request: WebhookRequest,
-    reason: str,
-    detail: str,
-    *,
-    body_size: int | None = None,
-) -> None:
     entry = rejections.rejection(
         provider=provider,
         account=request.account,
         reason=reason,
-        detail=detail,
+        detail=f"{_name(error)}: {error}" if reason == "adapter_error" else str(error),
         remote_addr=request.remote_addr,
         body=request.body,
         body_size=body_size,
@@ -249,8 +255,26 @@ async def _note(
         method=request.method,
         query_string=request.query_string,
         headers=raw_delivery(request).headers,
-        keep_body=False,  # an unverified body is attacker-chosen bytes: only its hash and size
+        # Within the budget the body is kept too (a signature refused under a stale secret can be
+        # replayed once the secret is fixed); without a sampler nothing bounds it, so only its hash.
+        keep_body=refusals is not None,
     )
+    if refusals is not None:
+        key = (entry.provider, reason, source_of(request.remote_addr))
+        if not refusals.admit(key):
+            refusals.tally(key, entry.body_sha256, request.received_at)
+            return
+    if reason == "adapter_error":
+        log.error("webhook %s: adapter raised %s; refusing the delivery", provider, _name(error), exc_info=error)
+    else:
+        log.info(
+            "webhook %s refused: %s: %s (client %s)",
+            provider,
+            reason,
+            error,
+            request.remote_addr,
+            extra={"outcome": f"rejected:{reason}"},
+        )
     try:
         await within(CONNECT_WAIT * 2, rejections.record(pool, entry, wait=CONNECT_WAIT))
     except Exception as exc:  # whatever the database does, noting a delivery never turns it into a 500

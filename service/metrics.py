@@ -47,6 +47,12 @@ WEBHOOKS_IGNORED = Counter(
 WEBHOOKS_HELD = Counter(
     "payrecon_webhooks_held_total", "Verified deliveries held for review and replay", ["provider", "reason"]
 )
+# Refusals beyond the sampler's token buckets (service/refusals.py): counted here and in refusal_tallies, no row each.
+WEBHOOKS_REFUSALS_TALLIED = Counter(
+    "payrecon_webhooks_refusals_tallied_total",
+    "Refused deliveries counted without a rejected_deliveries row (over the sampling budget)",
+    ["provider", "reason"],
+)
 WEBHOOKS_UNAVAILABLE = Counter(
     "payrecon_webhooks_unavailable_total", "Webhook deliveries answered 'retry later' (storage down)", ["provider"]
 )

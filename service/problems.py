@@ -63,10 +63,12 @@ STATUSES: dict[int, tuple[str, str]] = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     406: ("not-acceptable", "Not acceptable"),
+    408: ("request-timeout", "Request timeout"),
     409: ("conflict", "Conflict"),
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     429: ("too-many-requests", "Too many requests"),
+    431: ("header-fields-too-large", "Request header fields too large"),
     500: ("internal", "Internal error"),
     503: ("unavailable", "Service unavailable"),
 }
@@ -136,6 +138,12 @@ class ConflictError(ProblemError):
 
 class PayloadTooLargeError(ProblemError):
     status_code = 413
+
+
+class RequestTimeoutError(ProblemError):
+    """The body did not arrive within PAYRECON_WEBHOOK_BODY_TIMEOUT (service/api/webhooks.py)."""
+
+    status_code = 408
 
 
 class UnavailableError(ProblemError):

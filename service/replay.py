@@ -18,7 +18,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from providers.base import OutcomeKind, WebhookRequest
+from providers.base import GatewayAdapter, OutcomeKind, WebhookRequest
 from providers.errors import PayreconError
 from providers.gateway import Connected
 from service import ledger, rejections
@@ -63,8 +63,9 @@ async def replay(
         raise NotReplayableError(
             f"rejected delivery {rejected_id} kept only its body hash (sha256 {row.body_sha256}); nothing to replay"
         )
-    connected = gateways.get(row.provider)
-    if connected is None:
+    gateway = gateways.get(row.provider)
+    adapter: GatewayAdapter | None = None if gateway is None else gateway.adapter
+    if adapter is None:
         raise NotReplayableError(
             f"rejected delivery {rejected_id} is for gateway {row.provider!r}: not in PAYRECON_GATEWAYS"
         )
@@ -79,8 +80,8 @@ async def replay(
     )
     result = ReplayResult(rejected_id=rejected_id, provider=row.provider, dry_run=dry_run, ok=False)
     try:
-        connected.adapter.verify(request)
-        events = [storable(event) for event in connected.adapter.parse(request)]
+        adapter.verify(request)
+        events = [storable(event) for event in adapter.parse(request)]
     except Exception as error:  # still not acceptable: say why, as a refusal would
         return msgspec.structs.replace(result, error=f"{reason_of(error)}: {error}")
 

@@ -43,7 +43,10 @@ class _Server(uvicorn.Server):
 async def serving(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
     """Serve `app` (lifespan included) until the block ends; yield its base URL."""
     port = port or free_port()
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning"))
+    # proxy_headers off: PAYRECON_TRUSTED_PROXIES (service/client_address.py) is the one judge of forwarded
+    # headers; uvicorn's own default would trust X-Forwarded-For from any 127.0.0.1 peer.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", proxy_headers=False)
+    server = _Server(config)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
@@ -80,6 +83,13 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": "auto",
         # uvicorn's lines go through our root handler (service/logs.py): text, or JSON with PAYRECON_LOG_JSON
         "log_config": None,
+        # off: PAYRECON_TRUSTED_PROXIES (service/client_address.py) is the one judge of forwarded headers;
+        # uvicorn's own default would trust X-Forwarded-For from any 127.0.0.1 peer
+        "proxy_headers": False,
+        # limits against slow and abusive clients (README: "Behind a reverse proxy, and under attack")
+        "timeout_keep_alive": settings.keep_alive,
+        "limit_concurrency": settings.max_concurrency or None,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
 
 

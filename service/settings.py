@@ -10,9 +10,11 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
+
+from service.client_address import parse_networks
 
 PREFIX = "PAYRECON_"
 log = logging.getLogger(__name__)
@@ -39,6 +41,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     db_pool_max: Positive = 10
     webhook_max_body: Positive = 64 * 1024  # bytes; gateways send a few KB
+    webhook_body_timeout: Seconds = 10.0  # a body not fully read by then is answered 408 (slow or trickling client)
+    # reverse proxies whose X-Forwarded-For / Forwarded we believe (comma-separated addresses and CIDRs);
+    # empty: the TCP peer is the client (service/client_address.py)
+    trusted_proxies: str = ""
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"  # the one header our proxy writes
+    # refused deliveries stored in full per (gateway, reason, source): a token bucket (service/refusals.py)
+    refusal_sample_rate: Seconds = 1.0  # rows per second, per key
+    refusal_sample_burst: Positive = 20  # rows at once, per key
+    refusal_sample_total: Seconds = 20.0  # rows per second over all keys
+    refusal_tally_every: Seconds = 60.0  # seconds between aggregate rows of what was only counted
+    # `payrecon serve` (uvicorn) limits against slow and abusive clients; see the README's production notes
+    keep_alive: Positive = 5  # seconds an idle keep-alive connection is held open
+    max_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 1000  # connections + requests per process; then 503; 0: none
+    max_header_bytes: Positive = 16 * 1024  # request line + headers; larger is refused (431/400) before the app
     reconcile_every: Seconds = 300.0
     reconcile_grace: Seconds = 120.0  # an order younger than this is left to its webhook
     reconcile_horizon: Seconds = 7 * 24 * 3600.0  # older open orders are not queried any more
@@ -74,9 +90,14 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         _unknown(name, known)
     raw = {k: v for k, v in raw.items() if k in known}
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_explain(exc, raw)) from None
+    try:
+        parse_networks(settings.trusted_proxies, setting=f"{PREFIX}TRUSTED_PROXIES")  # fail at start, naming it
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return settings
 
 
 def _unknown(name: str, known: set[str]) -> None:

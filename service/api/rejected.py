@@ -7,20 +7,17 @@ runs it through today's adapter and the ledger (service/replay.py), `?dry_run=tr
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import msgspec
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from service import rejections, replay
-from service.api.bodies import as_utc
-from service.api.orders import Limit
+from service import problems, rejections, replay
+from service.api.bodies import since_param
+from service.api.orders import Limit, Since
 from service.auth import SECURITY, requires
 from service.orders import CursorError
-from service.problems import ConflictError, NotFoundError, invalid
+from service.problems import ConflictError, NotFoundError
 from service.rejections import RejectedDelivery, RejectedDeliveryDetail
 from service.replay import ReplayResult
 
@@ -36,14 +33,14 @@ class RejectedPage(msgspec.Struct, kw_only=True):
     security=SECURITY,
     operation_id="listRejectedDeliveries",
     tags=["rejected deliveries"],
+    responses=problems.responses(),
 )
 async def list_rejected(
-    request: Request[Any, Any, Any],
     state: State,
     provider: FromQuery[str | None] = None,
     reason: FromQuery[str | None] = None,
     verified: FromQuery[bool | None] = None,
-    since: FromQuery[datetime | None] = None,
+    since: Since = None,
     limit: Limit = 50,
     cursor: FromQuery[str | None] = None,
 ) -> RejectedPage:
@@ -56,11 +53,11 @@ async def list_rejected(
                 provider=provider,
                 reason=reason,
                 verified=verified,
-                since=as_utc(since),
+                since=since_param("since", since),
                 cursor=cursor,
             )
     except CursorError as exc:
-        raise invalid("cursor", str(exc)) from None
+        raise problems.invalid("cursor", str(exc)) from None
     return RejectedPage(items=items, next_cursor=next_cursor)
 
 
@@ -70,6 +67,7 @@ async def list_rejected(
     security=SECURITY,
     operation_id="getRejectedDelivery",
     tags=["rejected deliveries"],
+    responses=problems.responses(404),
 )
 async def get_rejected(state: State, rejected_id: FromPath[int]) -> RejectedDeliveryDetail:
     """One row with its raw request: method, query string, kept headers, body (base64)."""
@@ -87,6 +85,7 @@ async def get_rejected(state: State, rejected_id: FromPath[int]) -> RejectedDeli
     operation_id="replayRejectedDelivery",
     tags=["rejected deliveries"],
     status_code=200,
+    responses=problems.responses(404, 409),
 )
 async def replay_rejected(state: State, rejected_id: FromPath[int], dry_run: FromQuery[bool] = False) -> ReplayResult:
     """Verify, parse and apply the stored request again; `ok: false` with `error` when it still fails."""
