@@ -180,7 +180,7 @@ async def rows(pool: asyncpg.Pool) -> int:
 async def serve(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
     server = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "serve", env=env)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        for _ in range(300):
+        for _ in range(1200):  # two minutes: a loaded machine starts two workers slowly
             if server.returncode is not None:
                 raise SystemExit(f"payrecon serve exited with {server.returncode}")
             try:
@@ -202,7 +202,9 @@ async def stop(server: asyncio.subprocess.Process) -> None:
         await server.wait()
 
 
-async def main(rate: float, seconds: float, connections: int, flood_connections: int, closed_orders: int) -> None:
+async def main(
+    rate: float, seconds: float, connections: int, flood_connections: int, closed_orders: int, workers: int
+) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     settings = load_settings()
@@ -236,17 +238,23 @@ async def main(rate: float, seconds: float, connections: int, flood_connections:
                 "PAYRECON_GATEWAYS": str(gateways),
                 "PAYRECON_PORT": str(port),
                 "PAYRECON_LOG_LEVEL": "WARNING",
+                "PAYRECON_WORKERS": str(workers),
                 "PAYRECON_REFUSAL_TALLY_EVERY": "5",
             }
             target = f"http://127.0.0.1:{port}/webhooks/momo"
             limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-            print(f"genuine MoMo IPNs at {rate:g}/s for {seconds:g} s per phase; wrk -c{flood_connections} forged\n")
+            print(
+                f"payrecon serve with {workers} worker(s); genuine MoMo IPNs at {rate:g}/s for {seconds:g} s "
+                f"per phase; wrk -t1 -c{flood_connections} forged IPNs\n"
+            )
 
             async def phase(env: dict[str, str], label: str, work: Callable[[httpx.AsyncClient], Awaitable[Result]],
                             with_flood: bool) -> Result:  # fmt: skip
                 server = await serve(env, port)
                 try:
-                    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as client:
+                    async with httpx.AsyncClient(
+                        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60.0
+                    ) as client:
                         before, started = await rows(pool), time.perf_counter()
                         if with_flood:
                             flooding = asyncio.create_task(flood(target, script, seconds + 1, flood_connections))
@@ -303,5 +311,8 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=16, help="genuine sender's connections")
     parser.add_argument("--flood-connections", type=int, default=32, help="wrk's connections")
     parser.add_argument("--closed-orders", type=int, default=8000, help="orders for the two closed-loop phases")
+    parser.add_argument("--workers", type=int, default=2, help="payrecon serve processes (PAYRECON_WORKERS)")
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds, args.connections, args.flood_connections, args.closed_orders))
+    asyncio.run(
+        main(args.rate, args.seconds, args.connections, args.flood_connections, args.closed_orders, args.workers)
+    )

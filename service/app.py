@@ -23,6 +23,7 @@ from service.allowlists import Allowlists
 from service.api import anomalies, health, metrics, orders, reconciliation, rejected, webhook_endpoints, webhooks
 from service.client_address import ClientAddressMiddleware, parse_networks
 from service.gateways import load_gateways
+from service.header_limit import HeaderLimitMiddleware
 from service.http_metrics import HttpMetrics
 from service.input_guard import InputGuard
 from service.jobs import JOB_DECODE, JOB_ENCODE
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, Connecte
                 trusted=parse_networks(settings.trusted_proxies, setting="PAYRECON_TRUSTED_PROXIES"),
                 header=settings.proxy_header,
             ),
+            DefineMiddleware(HeaderLimitMiddleware, limit=settings.max_header_bytes),
             logs.RequestIdMiddleware,
             HttpMetrics,
             *auth.middleware(),

@@ -53,6 +53,10 @@ WEBHOOKS_REFUSALS_TALLIED = Counter(
     "Refused deliveries counted without a rejected_deliveries row (over the sampling budget)",
     ["provider", "reason"],
 )
+# Requests answered before routing: headers over PAYRECON_MAX_HEADER_BYTES (service/header_limit.py).
+REQUESTS_REFUSED_EARLY = Counter(
+    "payrecon_requests_refused_early_total", "Requests refused before any work, by reason", ["reason"]
+)
 WEBHOOKS_UNAVAILABLE = Counter(
     "payrecon_webhooks_unavailable_total", "Webhook deliveries answered 'retry later' (storage down)", ["provider"]
 )

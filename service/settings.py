@@ -54,7 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # `payrecon serve` (uvicorn) limits against slow and abusive clients; see the README's production notes
     keep_alive: Positive = 5  # seconds an idle keep-alive connection is held open
     max_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 1000  # connections + requests per process; then 503; 0: none
-    max_header_bytes: Positive = 16 * 1024  # request line + headers; larger is refused (431/400) before the app
+    max_header_bytes: Positive = 16 * 1024  # request line + headers; larger: 431 before any work (header_limit.py)
     reconcile_every: Seconds = 300.0
     reconcile_grace: Seconds = 120.0  # an order younger than this is left to its webhook
     reconcile_horizon: Seconds = 7 * 24 * 3600.0  # older open orders are not queried any more

@@ -251,3 +251,15 @@ async def test_tallies_are_flushed_periodically_and_at_shutdown(settings: Settin
 
     assert (periodic, at_shutdown) == (2, 3)
     assert len(await rejected(pool)) == 1
+
+
+async def test_headers_over_the_limit_are_431_before_any_work(settings: Settings, pool: asyncpg.Pool) -> None:
+    async with edge(settings, max_header_bytes=8192) as e:
+        before = metric("payrecon_requests_refused_early_total", reason="header_too_large")
+        big = await e.http.post("/webhooks/stripe", content=b"{}", headers={"X-Pad": "a" * 20_000})
+        fits = await e.http.post("/webhooks/stripe", content=b"{}", headers={"X-Pad": "a" * 4_000})
+
+    assert big.status_code == 431
+    assert fits.status_code == 400  # through to the adapter: unsigned
+    assert metric("payrecon_requests_refused_early_total", reason="header_too_large") == before + 1
+    assert [r["reason"] for r in await rejected(pool)] == ["malformed"]  # only the one that got in
