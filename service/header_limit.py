@@ -8,12 +8,12 @@ them is bounded only by a reverse proxy in front (nginx `large_client_header_buf
 
 from __future__ import annotations
 
+import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from service.metrics import REQUESTS_REFUSED_EARLY
-
-_BODY = b'{"type":"about:blank","title":"Request Header Fields Too Large","status":431}'
+from service.problems import MEDIA_TYPE, problem
 
 
 class HeaderLimitMiddleware:
@@ -28,12 +28,17 @@ class HeaderLimitMiddleware:
             size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
             if size > self.limit:
                 REQUESTS_REFUSED_EARLY.labels("header_too_large").inc()
+                detail = f"the request line and headers are {size} bytes; PAYRECON_MAX_HEADER_BYTES allows {self.limit}"
                 start: HTTPResponseStartEvent = {
                     "type": "http.response.start",
                     "status": 431,
-                    "headers": [(b"content-type", b"application/problem+json"), (b"connection", b"close")],
+                    "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"connection", b"close")],
                 }
-                body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": _BODY, "more_body": False}
+                body: HTTPResponseBodyEvent = {
+                    "type": "http.response.body",
+                    "body": msgspec.json.encode(problem(431, detail)),
+                    "more_body": False,
+                }
                 await send(start)
                 await send(body)
                 return
