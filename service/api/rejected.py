@@ -7,10 +7,12 @@ runs it through today's adapter and the ledger (service/replay.py), `?dry_run=tr
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from litestar import get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, Parameter
 
 from service import problems, rejections, replay
 from service.api.bodies import since_param
@@ -20,6 +22,12 @@ from service.orders import CursorError
 from service.problems import ConflictError, NotFoundError
 from service.rejections import RejectedDelivery, RejectedDeliveryDetail
 from service.replay import ReplayResult
+
+RejectedId = Annotated[int, Parameter(ge=1, le=2**63 - 1, description="The rejected delivery's id.")]
+Gateway = Annotated[str | None, Parameter(description="Only this gateway's deliveries.")]
+Reason = Annotated[str | None, Parameter(description="Only this reason: signature, malformed, unstorable…")]
+Verified = Annotated[bool | None, Parameter(description="true: only held deliveries; false: only refusals.")]
+DryRun = Annotated[bool, Parameter(description="Apply in a transaction that is rolled back: what would happen.")]
 
 
 class RejectedPage(msgspec.Struct, kw_only=True):
@@ -37,9 +45,9 @@ class RejectedPage(msgspec.Struct, kw_only=True):
 )
 async def list_rejected(
     state: State,
-    provider: FromQuery[str | None] = None,
-    reason: FromQuery[str | None] = None,
-    verified: FromQuery[bool | None] = None,
+    provider: FromQuery[Gateway] = None,
+    reason: FromQuery[Reason] = None,
+    verified: FromQuery[Verified] = None,
     since: Since = None,
     limit: Limit = 50,
     cursor: FromQuery[str | None] = None,
@@ -69,7 +77,7 @@ async def list_rejected(
     tags=["rejected deliveries"],
     responses=problems.responses(404),
 )
-async def get_rejected(state: State, rejected_id: FromPath[int]) -> RejectedDeliveryDetail:
+async def get_rejected(state: State, rejected_id: FromPath[RejectedId]) -> RejectedDeliveryDetail:
     """One row with its raw request: method, query string, kept headers, body (base64)."""
     async with state.pool.acquire() as conn:
         found = await rejections.get(conn, rejected_id)
@@ -87,7 +95,9 @@ async def get_rejected(state: State, rejected_id: FromPath[int]) -> RejectedDeli
     status_code=200,
     responses=problems.responses(404, 409),
 )
-async def replay_rejected(state: State, rejected_id: FromPath[int], dry_run: FromQuery[bool] = False) -> ReplayResult:
+async def replay_rejected(
+    state: State, rejected_id: FromPath[RejectedId], dry_run: FromQuery[DryRun] = False
+) -> ReplayResult:
     """Verify, parse and apply the stored request again; `ok: false` with `error` when it still fails."""
     try:
         return await replay.replay(state.pool, state.gateways, rejected_id, dry_run=dry_run)
