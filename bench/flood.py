@@ -34,10 +34,10 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from providers.momo.simulator import WRONG_SECRET_KEY
-from providers.momo.simulator import Simulator as MomoSimulator
 
 from providers.base import PaymentStatus
+from providers.momo.sim.simulator import WRONG_SECRET_KEY
+from providers.momo.sim.simulator import Simulator as MomoSimulator
 from service import db, embedded, ledger, migrate
 from service.cli import gateway_table
 from service.model import NewOrder
