@@ -155,6 +155,11 @@ class Adapter:
     def reject(self, error: Exception) -> Ack:
         return _ack(next((answer for cls, answer in _REJECTIONS if isinstance(error, cls)), INVALID_REQUEST))
 
+    def hold(self, error: Exception) -> Ack:
+        """A signed IPN payrecon keeps for review but cannot apply: VNPay's sample answers a bad amount 04
+        (its retries are bounded: 10 × 5 min, each folded into the one held row); anything else 00, stop."""
+        return _ack(INVALID_AMOUNT) if isinstance(error, InvalidAmountError) else _ack(CONFIRM_SUCCESS)
+
     def retry_later(self) -> Ack:
         # HTTP 200 on purpose: VNPay reads the JSON, and 99 is one of the codes it retries (§5).
         return _ack(UNKNOWN_ERROR)
