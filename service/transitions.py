@@ -47,21 +47,12 @@ from service.model import AnomalyKind
 
 S = PaymentStatus
 
-LAYER: dict[PaymentStatus, int] = {
-    S.PENDING: 0,
-    S.PROCESSING: 1,
-    S.AUTHORIZED: 1,
-    S.FAILED: 1,
-    S.CANCELED: 2,
-    S.SUCCEEDED: 3,
-    S.PARTIALLY_REFUNDED: 4,
-    S.REFUNDED: 4,
-}
+# A status's layer is `PaymentStatus.layer` (providers/base.py), its "money moved" `is_paid`; the
+# SQL twin of both is migrations/0011's `ledger_layer`, held equal by tests/test_schema_enums.py.
+REFUND_LAYER = S.REFUNDED.layer
 
-# Inside layer 1, news of the same instant: the more final reading wins.
+# Inside layer 1, news of the same instant: the more final reading wins (SQL: `ledger_tie_rank`).
 TIE_RANK: dict[PaymentStatus, int] = {S.PROCESSING: 0, S.AUTHORIZED: 1, S.FAILED: 2}
-
-PAID_LAYER = 3  # succeeded and above: money moved
 
 
 class Payment(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,14 +118,14 @@ def decide(order: Facts, news: News) -> Decision:
             "expected": {"amount": order.amount, "currency": order.currency},
             "got": {"amount": news.amount, "currency": news.currency},
             "status": str(news.status),
-            "money_moved": LAYER[news.status] >= PAID_LAYER,
+            "money_moved": news.status.is_paid,
         }
         return Decision(
             kind=OutcomeKind.AMOUNT_MISMATCH, after=order, anomalies=(Anomaly(AnomalyKind.AMOUNT_MISMATCH, detail),)
         )
     payment = _payment(order, news)
     paid_by, named = order.provider_payment_id, news.provider_payment_id
-    if LAYER[news.status] < PAID_LAYER or paid_by is None or named is None or named == paid_by:
+    if not news.status.is_paid or paid_by is None or named is None or named == paid_by:
         decision = _order_rules(_bare(order), news)
         return msgspec.structs.replace(decision, payment=payment)
     assert payment is not None  # named
@@ -160,7 +151,7 @@ def _payment(order: Facts, news: News) -> Payment | None:
         paid_at=was.paid_at,
     )
     after = _order_rules(alone, news).after
-    paid_at = _earliest(was.paid_at, news.at if LAYER[news.status] >= PAID_LAYER else None)
+    paid_at = _earliest(was.paid_at, news.at if news.status.is_paid else None)
     return Payment(
         status=after.status, status_at=after.status_at, refunded_amount=after.refunded_amount, paid_at=paid_at
     )
@@ -201,12 +192,12 @@ def _another_payment(order: Facts, news: News, payment: Payment) -> Decision:
         )
     settled = payment.refunded_amount >= order.amount  # a fully refunded duplicate holds no money
     anomalies = list(excess)
-    if LAYER[news.status] == PAID_LAYER:
+    if news.status.layer < REFUND_LAYER:  # paid and not a refund: a success
         if not settled:
             # Two attempts both charged the customer: the order stays paid by the first; ops refund one.
             detail = {"paid_by": paid_by, "provider_payment_id": named, "amount": news.amount}
             anomalies.append(Anomaly(AnomalyKind.DOUBLE_PAYMENT, detail))
-    elif order.payment is None or LAYER[order.payment.status] < PAID_LAYER:
+    elif order.payment is None or not order.payment.status.is_paid:
         # A refund of a payment the order never saw capture money: recorded against it, moves nothing.
         detail = {"paid_by": paid_by, "provider_payment_id": named, "refunded_amount": payment.refunded_amount}
         anomalies.insert(0, Anomaly(AnomalyKind.REFUND_OF_UNKNOWN_PAYMENT, detail))
@@ -218,7 +209,7 @@ def _another_payment(order: Facts, news: News, payment: Payment) -> Decision:
 
 def _excess_refund(order: Facts, news: News) -> tuple[Anomaly, ...]:
     claimed = news.refunded_amount
-    if LAYER[news.status] < 4 or claimed is None or claimed <= order.amount:
+    if news.status.layer < REFUND_LAYER or claimed is None or claimed <= order.amount:
         return ()
     detail = {"refunded_amount": claimed, "amount": order.amount, "currency": order.currency}
     return (Anomaly(AnomalyKind.REFUND_EXCEEDS_PAYMENT, detail),)
@@ -230,7 +221,7 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 def _order_rules(order: Facts, news: News) -> Decision:
     """The rules of DESIGN.md §3 for news of the paying payment (or of no payment in particular)."""
-    layer, current = LAYER[news.status], LAYER[order.status]
+    layer, current = news.status.layer, order.status.layer
     if layer == 0:
         return Decision(kind=OutcomeKind.IGNORED, after=order)
     if layer == 1:
@@ -248,7 +239,7 @@ def _stale(order: Facts, *anomalies: Anomaly) -> Decision:
 
 
 def _move(order: Facts, news: News, status: PaymentStatus, refunded: int | None = None, *extra: Anomaly) -> Decision:
-    paid = LAYER[status] >= PAID_LAYER
+    paid = status.is_paid
     after = msgspec.structs.replace(
         order,
         status=status,
@@ -261,7 +252,7 @@ def _move(order: Facts, news: News, status: PaymentStatus, refunded: int | None 
 
 
 def _retry_cycle(order: Facts, news: News) -> Decision:
-    if LAYER[order.status] == 0 or order.status_at is None:
+    if order.status.layer == 0 or order.status_at is None:
         return _move(order, news, news.status)
     # Newer news wins; at the same instant the more final reading (failed > authorized > processing).
     if (news.at, TIE_RANK[news.status]) > (order.status_at, TIE_RANK[order.status]):
@@ -270,7 +261,7 @@ def _retry_cycle(order: Facts, news: News) -> Decision:
 
 
 def _success(order: Facts, news: News) -> Decision:
-    if LAYER[order.status] < PAID_LAYER:
+    if not order.status.is_paid:
         late = () if order.status is not S.CANCELED else (_late_success(order, news),)
         return _move(order, news, S.SUCCEEDED, None, *late)
     return _stale(order)  # the paying payment's success again (another payment's: `_another_payment`)
@@ -283,8 +274,7 @@ def _refund(order: Facts, news: News) -> Decision:
     refunded = min(claimed, order.amount)
     status = S.REFUNDED if refunded >= order.amount else S.PARTIALLY_REFUNDED
     anomalies = list(_excess_refund(order, news))
-    current = LAYER[order.status]
-    if current < PAID_LAYER:
+    if not order.status.is_paid:
         # A refund proves a payment we never heard of (or heard of after giving up).
         if order.status is S.CANCELED:
             anomalies.insert(0, _late_success(order, news))
@@ -292,7 +282,7 @@ def _refund(order: Facts, news: News) -> Decision:
             detail = {"from_status": str(order.status), "refund_status": str(news.status)}
             anomalies.insert(0, Anomaly(AnomalyKind.MISSED_SUCCESS, detail))
         return _move(order, news, status, refunded, *anomalies)
-    if current < LAYER[S.REFUNDED] or refunded > order.refunded_amount:
+    if order.status.layer < REFUND_LAYER or refunded > order.refunded_amount:
         return _move(order, news, status, refunded, *anomalies)
     return _stale(order, *anomalies)
 

@@ -1,4 +1,4 @@
-"""The SQL checks and indexes say what the enums say (one meaning in one place, issue 12)."""
+"""The SQL checks, indexes and functions say what the enums say (one meaning in one place, issue 12)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import asyncpg
 
 from providers.base import OutcomeKind, PaymentStatus
 from service.model import AnomalyKind, Source
+from service.notify.endpoints import EVENT_TYPES
 from service.runs import FindingKind
+from service.transitions import TIE_RANK
 
 
 def _quoted(definition: str) -> set[str]:
-    return set(re.findall(r"'([a-z_]+)'", definition))
+    return set(re.findall(r"'([a-z_.]+)'", definition))
 
 
 async def test_open_orders_index_covers_exactly_the_open_statuses(pool: asyncpg.Pool) -> None:
@@ -21,14 +23,20 @@ async def test_open_orders_index_covers_exactly_the_open_statuses(pool: asyncpg.
     assert PaymentStatus.FAILED.is_open  # the status 0001 left out
 
 
-async def test_status_checks_list_every_payment_status(pool: asyncpg.Pool) -> None:
+async def test_status_checks_are_the_payment_statuses(pool: asyncpg.Pool) -> None:
     rows = await pool.fetch(
         """select conrelid::regclass::text as tbl, pg_get_constraintdef(oid) as def from pg_constraint
            where contype = 'c' and pg_get_constraintdef(oid) like '%status%succeeded%'"""
     )
-    assert rows
+    assert {row["tbl"] for row in rows} == {"orders", "payment_events", "order_payments"}
     for row in rows:
-        assert _quoted(row["def"]) >= {s.value for s in PaymentStatus}, row["tbl"]
+        assert _quoted(row["def"]) == {s.value for s in PaymentStatus}, row["tbl"]
+
+
+async def test_outbox_types_are_one_per_status_an_order_moves_to(pool: asyncpg.Pool) -> None:
+    check = await check_values(pool, "notifications", "type")
+    assert check == {f"order.{s}" for s in PaymentStatus if s.layer > 0} | {"anomaly.opened"}
+    assert check == set(EVENT_TYPES)  # what a shop's endpoint may subscribe to
 
 
 def test_layers_order_the_statuses() -> None:
@@ -38,6 +46,34 @@ def test_layers_order_the_statuses() -> None:
         PaymentStatus.PARTIALLY_REFUNDED,
         PaymentStatus.REFUNDED,
     }
+
+
+async def _function_source(pool: asyncpg.Pool, name: str) -> str:
+    sources = await pool.fetch("select prosrc from pg_proc where proname = $1", name)
+    assert len(sources) == 1, (name, len(sources))  # one definition: no stale overload beside it
+    source: str = sources[0]["prosrc"]
+    return source
+
+
+def _cases(source: str) -> dict[str, int]:
+    """The `when '<status>' then <n>` arms of a SQL `case`."""
+    return {status: int(n) for status, n in re.findall(r"when\s+'([a-z_]+)'\s+then\s+(\d+)", source)}
+
+
+async def test_ledger_layer_is_payment_status_layer(pool: asyncpg.Pool) -> None:
+    # The ledger's SQL rules (migrations/0011) rank statuses by ledger_layer; Python by PaymentStatus.layer.
+    assert _cases(await _function_source(pool, "ledger_layer")) == {s.value: s.layer for s in PaymentStatus}
+    for status in PaymentStatus:
+        assert await pool.fetchval("select ledger_layer($1)", status.value) == status.layer, status
+    assert await pool.fetchval("select ledger_layer('paid')") is None  # no status outside the enum has a layer
+
+
+async def test_ledger_tie_rank_is_the_transition_rules(pool: asyncpg.Pool) -> None:
+    # Ties are only ever broken inside layer 1 (transitions._retry_cycle): every status there has a rank.
+    assert set(TIE_RANK) == {s for s in PaymentStatus if s.layer == 1}
+    assert _cases(await _function_source(pool, "ledger_tie_rank")) == {s.value: r for s, r in TIE_RANK.items()}
+    for status in PaymentStatus:
+        assert await pool.fetchval("select ledger_tie_rank($1)", status.value) == TIE_RANK.get(status, 0), status
 
 
 async def check_values(pool: asyncpg.Pool, table: str, column: str) -> set[str]:

@@ -11,7 +11,6 @@ import asyncpg
 from providers.base import OutcomeKind, PaymentStatus
 from service import ledger
 from service.model import NewOrder, Source
-from service.transitions import LAYER
 from tests.service.test_ledger_properties import (
     AMOUNT,
     assert_trail_moves_forward,
@@ -43,13 +42,13 @@ async def test_200_different_events_for_one_order_lose_nothing(wide_pool: asyncp
     events = []
     for n in range(200):
         status = rng.choice(list(S))
-        refunded = rng.randrange(0, AMOUNT - 1) if LAYER[status] == 4 else None  # partial: growth must win
+        refunded = rng.randrange(0, AMOUNT - 1) if status.layer == 4 else None  # partial: growth must win
         events.append(make_event("o", str(n), status, rng.randrange(0, 60), refunded, AMOUNT))
     outcomes = await asyncio.gather(*(ledger.apply(wide_pool, e, Source.WEBHOOK) for e in events))
     assert OutcomeKind.DUPLICATE not in {o.kind for o in outcomes}
 
     status, refunded, payment, _, version = await final_state(wide_pool, "o")
-    largest = max(e.refunded_amount or 0 for e in events if LAYER[e.status] == 4)
+    largest = max(e.refunded_amount or 0 for e in events if e.status.layer == 4)
     assert refunded == largest, "a refund amount was lost"
     assert (S(status), refunded) == of_the_set(events)
     reference = in_time_order(events)

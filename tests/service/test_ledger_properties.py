@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from providers.base import OutcomeKind, PaymentEvent, PaymentStatus
 from service import db, ledger
 from service.model import NewOrder, Source
-from service.transitions import LAYER, TIE_RANK, Facts, News, Payment, decide
+from service.transitions import TIE_RANK, Facts, News, Payment, decide
 
 S = PaymentStatus
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -44,7 +44,7 @@ async def wide_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 def make_event(
     order_id: str, key: str, status: PaymentStatus, second: int, refunded: int | None, amount: int
 ) -> PaymentEvent:
-    paid = LAYER[status] >= 3
+    paid = status.layer >= 3
     return PaymentEvent(
         provider="momo",
         dedupe_key=f"{order_id}:{key}",
@@ -54,7 +54,7 @@ def make_event(
         amount=amount,
         currency="VND",
         provider_payment_id="trans-1" if paid else None,
-        refunded_amount=refunded if LAYER[status] == 4 else None,
+        refunded_amount=refunded if status.layer == 4 else None,
         occurred_at=T0 + timedelta(seconds=second),
     )
 
@@ -75,7 +75,7 @@ def in_time_order(events: Sequence[PaymentEvent]) -> Facts:
     """The reference: the rules folded over the events in gateway time order."""
     facts = Facts(amount=AMOUNT, currency="VND")
     unique = {e.dedupe_key: e for e in events}.values()
-    for e in sorted(unique, key=lambda e: (e.occurred_at, LAYER[e.status], TIE_RANK.get(e.status, 0))):
+    for e in sorted(unique, key=lambda e: (e.occurred_at, e.status.layer, TIE_RANK.get(e.status, 0))):
         facts = decide(facts, _news(e)).after
     return facts
 
@@ -85,7 +85,7 @@ def of_the_set(events: Sequence[PaymentEvent]) -> tuple[PaymentStatus, int]:
     counted = [e for e in events if e.amount == AMOUNT and e.status is not S.PENDING]
     if not counted:
         return S.PENDING, 0
-    top = max(LAYER[e.status] for e in counted)
+    top = max(e.status.layer for e in counted)
     if top == 1:
         newest = max(counted, key=lambda e: (e.occurred_at, TIE_RANK[e.status]))
         return newest.status, 0
@@ -94,7 +94,7 @@ def of_the_set(events: Sequence[PaymentEvent]) -> tuple[PaymentStatus, int]:
     claims = [
         e.refunded_amount if e.refunded_amount is not None else (AMOUNT if e.status is S.REFUNDED else 0)
         for e in counted
-        if LAYER[e.status] == 4
+        if e.status.layer == 4
     ]
     refunded = min(max(claims), AMOUNT)
     return (S.REFUNDED if refunded >= AMOUNT else S.PARTIALLY_REFUNDED), refunded
@@ -105,7 +105,7 @@ async def final_state(pool: asyncpg.Pool, order_id: str) -> tuple[str, int, str 
         "select status, refunded_amount, provider_payment_id, status_at, version from orders where id = $1", order_id
     )
     assert row is not None
-    status_at = row["status_at"] if LAYER[S(row["status"])] == 1 else None  # time decides only in layer 1
+    status_at = row["status_at"] if S(row["status"]).layer == 1 else None  # time decides only in layer 1
     return row["status"], row["refunded_amount"], row["provider_payment_id"], status_at, row["version"]
 
 
@@ -121,7 +121,7 @@ async def assert_trail_moves_forward(pool: asyncpg.Pool, order_id: str, applied:
     status, refunded, status_at, version = S.PENDING, 0, None, 1
     for step in steps:
         assert (S(step["from_status"]), step["from_version"]) == (status, version)
-        before, after = LAYER[status], LAYER[S(step["to_status"])]
+        before, after = status.layer, S(step["to_status"]).layer
         if after == before == 1:
             assert status_at is not None
             newer = (step["at"], TIE_RANK[S(step["to_status"])]) > (status_at, TIE_RANK[status])
@@ -178,7 +178,7 @@ async def test_final_state_is_a_function_of_the_event_set(
 
     # The same events, one at a time in gateway time order, into a twin order.
     twins = [make_event(ordered, str(i), *s) for i, s in enumerate(specs)]
-    for e in sorted(twins, key=lambda e: (e.occurred_at, LAYER[e.status], TIE_RANK.get(e.status, 0))):
+    for e in sorted(twins, key=lambda e: (e.occurred_at, e.status.layer, TIE_RANK.get(e.status, 0))):
         await ledger.apply(wide_pool, e, Source.WEBHOOK)
 
     status, refunded, payment, status_at, _ = await final_state(wide_pool, shuffled)
@@ -213,13 +213,13 @@ def payment_event(
         amount=AMOUNT,
         currency="VND",
         provider_payment_id=payment,
-        refunded_amount=refunded if LAYER[status] == 4 else None,
+        refunded_amount=refunded if status.layer == 4 else None,
         occurred_at=T0 + timedelta(seconds=second),
     )
 
 
 def gateway_order(e: PaymentEvent) -> tuple[object, ...]:
-    return (e.occurred_at, LAYER[e.status], TIE_RANK.get(e.status, 0), e.provider_payment_id)
+    return (e.occurred_at, e.status.layer, TIE_RANK.get(e.status, 0), e.provider_payment_id)
 
 
 def fold_with_payments(events: Sequence[PaymentEvent]) -> tuple[Facts, dict[str, Payment]]:
@@ -300,7 +300,7 @@ async def test_two_payments_final_state_and_refunds_per_payment_are_those_of_gat
         claims = [
             e.refunded_amount if e.refunded_amount is not None else (AMOUNT if e.status is S.REFUNDED else 0)
             for e in events
-            if e.provider_payment_id == name and LAYER[e.status] == 4
+            if e.provider_payment_id == name and e.status.layer == 4
         ]
         assert paid_back == min(max(claims, default=0), AMOUNT)
     applied = sum(o.kind is OutcomeKind.APPLIED for o in outcomes)

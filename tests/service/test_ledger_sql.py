@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from providers.base import OutcomeKind, PaymentStatus
 from service.ledger import locks, sql
-from service.transitions import LAYER, TIE_RANK, Facts, News, Payment, decide
+from service.transitions import Facts, News, Payment, decide
 
 S = PaymentStatus
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -32,11 +32,8 @@ select * from ledger_decide($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $
 """
 
 
-async def test_layers_tie_ranks_and_lock_keys_are_the_pythons(pool: asyncpg.Pool) -> None:
-    for status in S:
-        assert await pool.fetchval("select ledger_layer($1)", status) == LAYER[status]
-    for status, rank in TIE_RANK.items():
-        assert await pool.fetchval("select ledger_tie_rank($1)", status) == rank
+async def test_lock_keys_are_the_pythons(pool: asyncpg.Pool) -> None:
+    # layers and tie ranks: tests/test_schema_enums.py
     for key in ("momo\x1fdefault\x1ford-1", "ord_1001", "ü-ñ-漢字", ""):
         assert await pool.fetchval("select ledger_lock_key($1)", key) == locks._lock_key(key)
     assert locks._lock_key("abc") == int.from_bytes(hashlib.sha256(b"abc").digest()[:4], "big", signed=True)
@@ -147,14 +144,14 @@ async def test_sql_step_refuses_nothing_it_should_apply(pool: asyncpg.Pool, stat
     row = await pool.fetchrow(
         sql.APPLY,
         "momo", "k1", "default", "o1", None, status, AMOUNT, "VND",
-        "A" if LAYER[status] >= 3 else None, AMOUNT if status is S.REFUNDED else None, T0,
+        "A" if status.layer >= 3 else None, AMOUNT if status is S.REFUNDED else None, T0,
         None, None, "webhook", {}, None, None,
     )  # fmt: skip
     assert row is not None
     expected = decide(Facts(amount=AMOUNT, currency="VND"), News(
         status=status, at=T0, amount=AMOUNT, currency="VND",
         refunded_amount=AMOUNT if status is S.REFUNDED else None,
-        provider_payment_id="A" if LAYER[status] >= 3 else None,
+        provider_payment_id="A" if status.layer >= 3 else None,
     ))  # fmt: skip
     assert OutcomeKind(row["kind"]) is expected.kind
     assert row["after_status"] == expected.after.status

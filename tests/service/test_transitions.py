@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from providers.base import OutcomeKind, PaymentStatus
-from service.transitions import LAYER, Facts, News, Payment, decide
+from service.transitions import Facts, News, Payment, decide
 
 S = PaymentStatus
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -122,7 +122,7 @@ def test_wrong_amount_or_currency_never_moves_the_order(status: PaymentStatus, a
         assert [a.kind for a in decision.anomalies] == ["amount_mismatch"]
         detail = decision.anomalies[0].detail
         assert detail["got"] == {"amount": amount, "currency": currency}
-        assert detail["money_moved"] == (LAYER[status] >= 3)
+        assert detail["money_moved"] == (status.layer >= 3)
 
 
 RETRY = [S.PROCESSING, S.AUTHORIZED, S.FAILED]
@@ -244,9 +244,9 @@ def test_never_backwards(start: Facts, status: PaymentStatus, at: datetime, refu
     decision = decide(start, news(status, at=at, refunded_amount=refunded, amount=amount))
     after = decision.after
     assert (decision.kind is OutcomeKind.APPLIED) == (after != start)
-    assert LAYER[after.status] >= LAYER[start.status]
+    assert after.status.layer >= start.status.layer
     assert start.refunded_amount <= after.refunded_amount <= after.amount
-    if decision.kind is OutcomeKind.APPLIED and LAYER[after.status] == LAYER[start.status] == 1:
+    if decision.kind is OutcomeKind.APPLIED and after.status.layer == start.status.layer == 1:
         assert after.status_at is not None
         assert start.status_at is not None
         assert after.status_at >= start.status_at
