@@ -23,6 +23,8 @@ What it checks:
 - documented codes: every code of the gateway's code tables maps (`code_tables`);
 - status API: the simulator's payment, asked through the status client over HTTP, comes back in
   the state it is in, with an account-scoped dedupe key; an unknown payment is None;
+- the simulator's `/_sim/` control API: create, show, list, move a payment; unknown 404, bad
+  body 400; fault knobs and deliveries;
 - fuzzing over HTTP: mutated deliveries posted to a minimal webhook endpoint built from the
   adapter alone (verify → parse → acknowledge / reject) never make it crash: no 500, only
   declared errors.
@@ -308,6 +310,31 @@ class GatewayContract:
         known = rig.sim.create_payment(order_id="ord_contract_k", amount=self.amount, currency=self.currency)
         unknown = self.query("ord_contract_nobody", known.provider_data, order_id="ord_contract_nobody")
         assert await rig.connected.status.fetch_status(unknown, rig.api) is None
+
+    # --- the simulator's control API ---------------------------------------------------------------
+
+    async def test_control_api_drives_the_simulator(self, rig: Rig) -> None:
+        # `payrecon simulate` users and the demo drive every simulator through the same /_sim/ routes.
+        made = await rig.api.post(
+            "/_sim/payments", json={"order_id": "ord_contract_c", "amount": self.amount, "currency": self.currency}
+        )
+        assert made.status_code == 201, made.text
+        reference = made.json()["reference"]
+        assert (await rig.api.get(f"/_sim/payments/{reference}")).status_code == 200
+        listed = await rig.api.get("/_sim/payments")
+        assert listed.status_code == 200
+        assert len(listed.json()) == 1
+        moved = await rig.api.post(f"/_sim/payments/{reference}/status", json={"status": "succeeded"})
+        assert moved.status_code == 200, moved.text
+        await rig.sim.dispatcher.drain()
+        assert rig.captured, "moving a payment to succeeded over /_sim/ sent no webhook"
+        assert (await rig.api.get("/_sim/payments/ord_contract_nobody")).status_code == 404
+        assert (await rig.api.post(f"/_sim/payments/{reference}/status", content=b"{not json")).status_code == 400
+        assert (await rig.api.put("/_sim/faults", json={"drop_rate": 0.5, "seed": 7})).status_code == 200
+        assert rig.sim.faults.drop_rate == rig.sim.dispatcher.faults.drop_rate == 0.5
+        assert (await rig.api.get("/_sim/faults")).json()["seed"] == 7
+        deliveries = (await rig.api.get("/_sim/deliveries")).json()
+        assert [d["accepted"] for d in deliveries["deliveries"]] == [True]
 
     # --- fuzzing over HTTP -------------------------------------------------------------------------
 

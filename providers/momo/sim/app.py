@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Litestar, Response, get, post
-from litestar.params import FromPath, JSONBody, RawBody
+from litestar import Litestar, Response, post
+from litestar.params import RawBody
 
 from providers.base import PaymentStatus
 from providers.momo.sim.state import (
@@ -22,7 +22,7 @@ from providers.momo.sim.state import (
 )
 from providers.momo.sim.wire import CreateRequest, RefundRequest
 from providers.momo.wire import QueryRequest
-from providers.simkit import api_fault, fault_routes
+from providers.simkit import control_routes, json_response
 
 if TYPE_CHECKING:
     from providers.momo.sim.simulator import Simulator
@@ -30,25 +30,11 @@ if TYPE_CHECKING:
 DecodeFailure = (msgspec.MsgspecError, ValueError)
 
 
-class CreateIn(msgspec.Struct, kw_only=True):
-    order_id: str
-    amount: int
-    currency: str = "VND"
-    account: str = "default"
-    reference: str | None = None
-
-
 class StatusIn(msgspec.Struct, kw_only=True):
+    """`POST /_sim/payments/{orderId}/status`: a status, or any MoMo resultCode."""
+
     status: PaymentStatus | None = None
     result_code: int | None = None  # any MoMo code, documented or not; wins over `status`
-
-
-class RefundIn(msgspec.Struct, kw_only=True):
-    amount: int
-
-
-def _json(obj: Any, status_code: int = 200) -> Response[bytes]:
-    return Response(msgspec.json.encode(obj), status_code=status_code, media_type="application/json")
 
 
 def build_app(sim: Simulator) -> Litestar:
@@ -63,7 +49,7 @@ def build_app(sim: Simulator) -> Litestar:
         }
         if field is not None:
             body["subErrors"] = [{"field": field, "message": detail}]
-        return _json(body, 400)  # (unconfirmed beyond resultCode 20) MoMo answers refusals with HTTP 400
+        return json_response(body, 400)  # (unconfirmed beyond resultCode 20) MoMo answers refusals with HTTP 400
 
     def authenticate(partner_code: str, signature: str, signed: Mapping[str, object]) -> Response[bytes] | None:
         if partner_code != sim.partner_code:
@@ -78,7 +64,7 @@ def build_app(sim: Simulator) -> Litestar:
 
     @post("/v2/gateway/api/query", status_code=200)
     async def query(body: RawBody) -> Response[bytes]:
-        fault = await api_fault(sim.faults, sim.rng)
+        fault = await sim.api_fault()
         if fault is not None:
             return fault
         try:
@@ -94,7 +80,7 @@ def build_app(sim: Simulator) -> Litestar:
         payment = sim.payments.get(req.orderId)
         if payment is None:
             return refusal(42, echo=echo)
-        return _json(
+        return json_response(
             {
                 **echo,
                 "extraData": payment.extraData,
@@ -113,7 +99,7 @@ def build_app(sim: Simulator) -> Litestar:
 
     @post("/v2/gateway/api/create", status_code=200)
     async def create(body: RawBody) -> Response[bytes]:
-        fault = await api_fault(sim.faults, sim.rng)
+        fault = await sim.api_fault()
         if fault is not None:
             return fault
         try:
@@ -164,7 +150,7 @@ def build_app(sim: Simulator) -> Litestar:
         except ValueError:
             return refusal(41, echo=echo)
         token = secrets.token_urlsafe(12)
-        return _json(
+        return json_response(
             {
                 **echo,
                 "responseTime": sim.now_ms(),
@@ -178,7 +164,7 @@ def build_app(sim: Simulator) -> Litestar:
 
     @post("/v2/gateway/api/refund", status_code=200)
     async def refund(body: RawBody) -> Response[bytes]:
-        fault = await api_fault(sim.faults, sim.rng)
+        fault = await sim.api_fault()
         if fault is not None:
             return fault
         try:
@@ -209,76 +195,14 @@ def build_app(sim: Simulator) -> Litestar:
             "message": MESSAGES[code],
             "responseTime": sim.now_ms(),
         }
-        return _json(answer, 400 if code in (22, 41) else 200)
-
-    # --- control API ---------------------------------------------------------------------
-
-    def control(action: Callable[[], object], status_code: int = 200) -> Response[bytes]:
-        try:
-            result = action()
-        except KeyError as exc:
-            return _json({"error": str(exc.args[0])}, 404)
-        except ValueError as exc:
-            return _json({"error": str(exc)}, 409)
-        return _json(result, status_code)
-
-    def view(reference: str) -> dict[str, Any]:
-        payment = sim.get_payment(reference)
-        return {**msgspec.to_builtins(payment), "refunded": payment.refunded}
-
-    @post("/_sim/payments", status_code=201)
-    async def sim_create(data: JSONBody[CreateIn]) -> Response[bytes]:
-        return control(
-            lambda: sim.create_payment(
-                order_id=data.order_id,
-                amount=data.amount,
-                currency=data.currency,
-                account=data.account,
-                reference=data.reference,
-            ),
-            201,
-        )
-
-    @get("/_sim/payments")
-    async def sim_list() -> Response[bytes]:
-        return control(lambda: [view(ref) for ref in sim.payments])
-
-    @get("/_sim/payments/{reference:str}")
-    async def sim_show(reference: FromPath[str]) -> Response[bytes]:
-        return control(lambda: view(reference))
-
-    @post("/_sim/payments/{reference:str}/status", status_code=200)
-    async def sim_status(reference: FromPath[str], data: JSONBody[StatusIn]) -> Response[bytes]:
-        def act() -> dict[str, Any]:
-            if data.result_code is not None:
-                sim.set_result(reference, data.result_code)
-            elif data.status is not None:
-                sim.set_status(reference, data.status)
-            else:
-                raise ValueError("give status (a PaymentStatus) or result_code (a MoMo resultCode)")
-            return view(reference)
-
-        return control(act)
-
-    @post("/_sim/payments/{reference:str}/refund", status_code=200)
-    async def sim_refund(reference: FromPath[str], data: JSONBody[RefundIn]) -> Response[bytes]:
-        def act() -> dict[str, Any]:
-            sim.refund(reference, data.amount)
-            return view(reference)
-
-        return control(act)
+        return json_response(answer, 400 if code in (22, 41) else 200)
 
     return Litestar(
         route_handlers=[
             query,
             create,
             refund,
-            sim_create,
-            sim_list,
-            sim_show,
-            sim_status,
-            sim_refund,
-            *fault_routes(sim),
+            *control_routes(sim),
         ],
         logging_config=None,  # leave logging to the host (uvicorn, pytest); litestar's default echoes httpx at INFO
     )

@@ -15,17 +15,17 @@ Where MoMo's behaviour is undocumented the choice is marked "(unconfirmed)":
 from __future__ import annotations
 
 import itertools
-import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import httpx
 import msgspec
 from litestar.types import ASGIApp
 
 from providers.base import Clock, PaymentStatus, utcnow
-from providers.momo.sim.app import build_app
+from providers.momo.sim.app import StatusIn, build_app
 from providers.momo.sim.state import AMOUNT_LIMITS, MESSAGES, ORDER_ID, REFUND_LIMITS, Payment, Refund, sign_sorted
-from providers.simkit import Faults, SimPayment, WebhookDispatcher, accepts_2xx
+from providers.simkit import Faults, SimPayment, SimulatorBase, post_json
 
 DEFAULT_PARTNER_CODE = "MOMOPAYRECON2026"  # made-up test credentials of vectors.json
 DEFAULT_ACCESS_KEY = "PRtestAccessKey01"
@@ -44,10 +44,12 @@ DEFAULT_CODES = {  # the native code set_status picks; set_result takes any code
 OPEN_CODES = frozenset({1000, 8000, 7000, 7002, 9000})  # not final: the payment may still move
 
 
-class Simulator:
+class Simulator(SimulatorBase):
     """MoMo as the tests, the benchmarks and `payrecon simulate momo` see it."""
 
     name = "momo"
+    currency = "VND"
+    moves = StatusIn
 
     def __init__(
         self,
@@ -62,23 +64,22 @@ class Simulator:
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         clock: Clock = utcnow,
     ) -> None:
-        self.webhook_url = webhook_url
-        self.faults = faults or Faults()
-        self.dispatcher = WebhookDispatcher(self.faults, retry_delays=retry_delays, accepts=accepts_2xx, client=client)
-        self.rng = random.Random(self.faults.seed)
-        self.account = account
+        super().__init__(
+            webhook_url=webhook_url,
+            faults=faults,
+            client=client,
+            account=account,
+            clock=clock,
+            retry_delays=retry_delays,
+        )
         self.partner_code = partner_code
         self.access_key = access_key
         self.secret_key = secret_key
-        self.clock = clock
         self.payments: dict[str, Payment] = {}
         self._trans_ids = itertools.count(4_100_000_001)
         self._refund_ids: set[str] = set()
 
     # --- the life of a payment -----------------------------------------------------------
-
-    def now_ms(self) -> int:
-        return int(self.clock().timestamp() * 1000)
 
     def create_payment(
         self, *, order_id: str, amount: int, currency: str, account: str = "default", reference: str | None = None
@@ -107,12 +108,6 @@ class Simulator:
             raise ValueError(f"41 duplicated orderId {payment.orderId!r}")
         payment.responseTime = self.now_ms()
         self.payments[payment.orderId] = payment
-
-    def replace_faults(self, faults: Faults) -> None:
-        """New fault knobs for the API and the webhooks; a seed restarts both random streams."""
-        self.faults = self.dispatcher.faults = faults
-        self.rng = random.Random(faults.seed)
-        self.dispatcher.rng = random.Random(faults.seed)
 
     def get_payment(self, reference: str) -> Payment:
         try:
@@ -199,17 +194,10 @@ class Simulator:
 
     def _notify(self, payment: Payment) -> None:
         url = payment.ipnUrl or self.webhook_url
-        if url is None:
-            return
-        good = self.ipn_body(payment)
-        bad = self.ipn_body(payment, secret=WRONG_SECRET_KEY)
-
-        def build(wrong_key: bool) -> httpx.Request:
-            return httpx.Request(
-                "POST", url, content=bad if wrong_key else good, headers={"Content-Type": "application/json"}
+        if url is not None:
+            self.dispatcher.send(
+                post_json(url, self.ipn_body(payment), self.ipn_body(payment, secret=WRONG_SECRET_KEY))
             )
-
-        self.dispatcher.send(build)
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -226,3 +214,20 @@ class Simulator:
         """MoMo's API (`/v2/gateway/api/query|create|refund`) and the `/_sim/` control API."""
 
         return build_app(self)
+
+    # --- the control API -----------------------------------------------------------------
+
+    def view(self, reference: str) -> dict[str, Any]:
+        payment = self.get_payment(reference)
+        return {**msgspec.to_builtins(payment), "refunded": payment.refunded}
+
+    def references(self) -> Iterable[str]:
+        return self.payments
+
+    def move(self, reference: str, order: StatusIn) -> None:
+        if order.result_code is not None:
+            self.set_result(reference, order.result_code)
+        elif order.status is not None:
+            self.set_status(reference, order.status)
+        else:
+            raise ValueError("give status (a PaymentStatus) or result_code (a MoMo resultCode)")

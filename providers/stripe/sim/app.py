@@ -13,12 +13,10 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-from litestar import Litestar, Request, Response, get, post
-from litestar.params import FromPath, JSONBody
+from litestar import Litestar, Request, Response, get
+from litestar.params import FromPath
 
-from providers.base import PaymentStatus
-from providers.simkit import api_fault, fault_routes
+from providers.simkit import control_routes
 
 if TYPE_CHECKING:
     from providers.stripe.sim.simulator import Simulator
@@ -40,25 +38,7 @@ class SimulatorError(ValueError):
         self.param = param
 
 
-class CreatePayment(msgspec.Struct, kw_only=True):
-    order_id: str
-    amount: int
-    currency: str
-    account: str = "default"
-    reference: str | None = None
-
-
-class SetStatus(msgspec.Struct, kw_only=True):
-    status: PaymentStatus
-
-
-class RefundRequest(msgspec.Struct, kw_only=True):
-    amount: int
-
-
-def _stripe_error(
-    status_code: int, message: str, *, code: str | None = None, param: str | None = None
-) -> Response[Any]:
+def stripe_error(status_code: int, message: str, *, code: str | None = None, param: str | None = None) -> Response[Any]:
     error: dict[str, Any] = {"type": "invalid_request_error", "message": message}
     if code is not None:
         error["code"] = code
@@ -84,18 +64,18 @@ def authorized(sim: Simulator, request: Request[Any, Any, Any]) -> Response[Any]
     elif scheme.lower() != "bearer":
         key = ""
     if not key:
-        return _stripe_error(
+        return stripe_error(
             401,
             "You did not provide an API key. You need to provide your API key in the Authorization header, "
             "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
         )
     if key != sim.api_key:
-        return _stripe_error(401, f"Invalid API Key provided: {key[:8]}{'*' * 12}{key[-4:]}")
+        return stripe_error(401, f"Invalid API Key provided: {key[:8]}{'*' * 12}{key[-4:]}")
     return None
 
 
 async def guard(sim: Simulator, request: Request[Any, Any, Any]) -> Response[Any] | None:
-    return await api_fault(sim.faults, sim._api_rng) or authorized(sim, request)
+    return await sim.api_fault() or authorized(sim, request)
 
 
 def render_intent(sim: Simulator, pi: dict[str, Any], expand: Sequence[str], prefix: str = "") -> dict[str, Any]:
@@ -179,7 +159,7 @@ def build_app(sim: Simulator) -> Litestar:
     """The litestar app of one simulator."""
 
     def failed(exc: SimulatorError) -> Response[Any]:
-        return _stripe_error(exc.status_code, str(exc), code=exc.code, param=exc.param)
+        return stripe_error(exc.status_code, str(exc), code=exc.code, param=exc.param)
 
     @get("/v1/payment_intents/search")
     async def search_intents(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -192,7 +172,7 @@ def build_app(sim: Simulator) -> Litestar:
             return failed(exc)
         limit = request.query_params.get("limit", "10")
         if not limit.isdigit() or not 1 <= int(limit) <= 100:
-            return _stripe_error(400, "limit must be between 1 and 100", code="parameter_invalid_integer")
+            return stripe_error(400, "limit must be between 1 and 100", code="parameter_invalid_integer")
         found, more = found[: int(limit)], len(found) > int(limit)
         data = [render_intent(sim, pi, expand, "data.") for pi in found]
         return Response(
@@ -211,7 +191,7 @@ def build_app(sim: Simulator) -> Litestar:
             return refused
         pi = sim.intents.get(intent_id)
         if pi is None:
-            return _stripe_error(404, f"No such payment_intent: '{intent_id}'", code="resource_missing", param="intent")
+            return stripe_error(404, f"No such payment_intent: '{intent_id}'", code="resource_missing", param="intent")
         return Response(render_intent(sim, pi, request.query_params.getall("expand[]", [])))
 
     @get("/v1/events")
@@ -229,47 +209,8 @@ def build_app(sim: Simulator) -> Litestar:
             return refused
         event = next((e for e in sim.events if e["id"] == event_id), None)
         if event is None:
-            return _stripe_error(404, f"No such event: '{event_id}'", code="resource_missing", param="id")
+            return stripe_error(404, f"No such event: '{event_id}'", code="resource_missing", param="id")
         return Response(event)
-
-    # --- control API (not Stripe's): drive the simulation ---
-
-    @post("/_sim/payments", status_code=201)
-    async def sim_create(data: JSONBody[CreatePayment]) -> Response[Any]:
-        try:
-            made = sim.create_payment(
-                order_id=data.order_id,
-                amount=data.amount,
-                currency=data.currency,
-                account=data.account,
-                reference=data.reference,
-            )
-        except SimulatorError as exc:
-            return failed(exc)
-        return Response(msgspec.to_builtins(made), status_code=201)
-
-    @get("/_sim/payments/{reference:str}")
-    async def sim_read(reference: FromPath[str]) -> Response[Any]:
-        pi = sim.intents.get(reference)
-        if pi is None:
-            return _stripe_error(404, f"No such payment_intent: '{reference}'", code="resource_missing")
-        return Response(render_intent(sim, pi, ["latest_charge"]))
-
-    @post("/_sim/payments/{reference:str}/status", status_code=200)
-    async def sim_status(reference: FromPath[str], data: JSONBody[SetStatus]) -> Response[Any]:
-        try:
-            sim.set_status(reference, data.status)
-        except SimulatorError as exc:
-            return failed(exc)
-        return Response(render_intent(sim, sim.intents[reference], ["latest_charge"]))
-
-    @post("/_sim/payments/{reference:str}/refunds", status_code=200)
-    async def sim_refund(reference: FromPath[str], data: JSONBody[RefundRequest]) -> Response[Any]:
-        try:
-            sim.refund(reference, data.amount)
-        except SimulatorError as exc:
-            return failed(exc)
-        return Response(render_intent(sim, sim.intents[reference], ["latest_charge"]))
 
     return Litestar(
         route_handlers=[
@@ -277,11 +218,7 @@ def build_app(sim: Simulator) -> Litestar:
             get_intent,
             events_list,
             get_event,
-            sim_create,
-            sim_read,
-            sim_status,
-            sim_refund,
-            *fault_routes(sim),
+            *control_routes(sim),
         ],
         openapi_config=None,
     )

@@ -12,15 +12,16 @@ import copy
 import json
 import random
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
+from litestar import Response
 from litestar.types import ASGIApp
 
 from providers.base import Clock, PaymentStatus, utcnow
-from providers.simkit import Faults, SimPayment, WebhookDispatcher, accepts_2xx
-from providers.stripe.sim.app import SimulatorError, build_app
+from providers.simkit import Faults, SimPayment, SimulatorBase
+from providers.stripe.sim.app import SimulatorError, build_app, render_intent, stripe_error
 from providers.stripe.sim.signing import sign_header
 
 # Made-up test credentials (tests/fixtures/vectors.json secrets): no configuration needed.
@@ -33,10 +34,11 @@ _ALNUM = string.ascii_letters + string.digits
 _TERMINAL = frozenset({"succeeded", "canceled"})
 
 
-class Simulator:
+class Simulator(SimulatorBase):
     """Stripe as payrecon sees it; implements `providers.simkit.SimulatedGateway`."""
 
     name = "stripe"
+    refund_path = "refunds"  # as Stripe's own API names them
 
     def __init__(
         self,
@@ -51,20 +53,22 @@ class Simulator:
         retry_delays: Sequence[float] = (0.05, 0.1, 0.2),  # sandbox: 3 retries (hours, compressed)
         clock: Clock = utcnow,
     ) -> None:
-        self.webhook_url = webhook_url
-        self.faults = faults if faults is not None else Faults()
-        self.dispatcher = WebhookDispatcher(self.faults, retry_delays=retry_delays, accepts=accepts_2xx, client=client)
+        super().__init__(
+            webhook_url=webhook_url,
+            faults=faults,
+            client=client,
+            account=account,
+            clock=clock,
+            retry_delays=retry_delays,
+        )
         self.api_key = api_key
         self.webhook_secrets = list(webhook_secrets)
-        self.account = account
         self.test_mode = test_mode
-        self.clock = clock
         self.intents: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []  # oldest first; the API lists newest first
         self._ids = random.Random(self.faults.seed)
-        self._api_rng = random.Random(self.faults.seed)
 
     # --- the payment life -------------------------------------------------------------------------
 
@@ -252,14 +256,6 @@ class Simulator:
         """Stripe's REST paths payrecon reads, plus the /_sim/ control API (see `sim.app`)."""
         return build_app(self)
 
-    def replace_faults(self, faults: Faults) -> None:
-        """Swap every knob in place (the dispatcher holds the same object); a new seed reseeds."""
-        for field in Faults.__struct_fields__:
-            setattr(self.faults, field, getattr(faults, field))
-        if faults.seed is not None:
-            self.dispatcher.rng.seed(faults.seed)
-            self._api_rng.seed(faults.seed)
-
     def gateway_config(self, api_base: str) -> dict[str, object]:
         return {
             "account": self.account,
@@ -267,3 +263,17 @@ class Simulator:
             "api_key": self.api_key,
             "webhook_secrets": list(self.webhook_secrets),
         }
+
+    # --- the control API --------------------------------------------------------------------------
+
+    def view(self, reference: str) -> dict[str, Any]:
+        return render_intent(self, self.intent(reference), ["latest_charge"])
+
+    def references(self) -> Iterable[str]:
+        return self.intents
+
+    def refused(self, error: Exception) -> Response[bytes] | None:
+        """What Stripe would refuse is answered in Stripe's error format."""
+        if isinstance(error, SimulatorError):
+            return stripe_error(error.status_code, str(error), code=error.code, param=error.param)
+        return super().refused(error)

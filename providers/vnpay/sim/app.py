@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Litestar, Response, get, post
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar import Litestar, Response, post
 from litestar.params import FromPath, JSONBody, RawBody
 
-from providers.base import PaymentStatus
-from providers.simkit import SimPayment, api_fault, fault_routes
+from providers.simkit import control_routes, controlled
 from providers.vnpay.sim.signing import same_checksum, sign_pipe
 from providers.vnpay.sim.state import SimTransaction
 from providers.vnpay.sim.wire import REFUND_CODES, RefundRequest
@@ -20,8 +17,6 @@ from providers.vnpay.wire import API_PATH, PAYMENT, VERSION, ApiResponse, QueryD
 
 if TYPE_CHECKING:
     from providers.vnpay.sim.simulator import Simulator
-
-T = TypeVar("T")
 
 
 class MerchantApi:
@@ -124,38 +119,11 @@ def _unsigned(code: str, message: str, command: object = None) -> dict[str, Any]
     return out
 
 
-# --- /_sim/ control API ---------------------------------------------------------------------
-
-
-class CreateBody(msgspec.Struct, kw_only=True):
-    order_id: str
-    amount: int
-    currency: str = "VND"
-    account: str = "default"
-    reference: str | None = None
-
-
-class StatusBody(msgspec.Struct):
-    status: PaymentStatus
-
-
 class NativeBody(msgspec.Struct, kw_only=True):
+    """`POST /_sim/payments/{vnp_TxnRef}/native`: any (vnp_ResponseCode, vnp_TransactionStatus) pair."""
+
     response_code: str
     transaction_status: str
-
-
-class RefundBody(msgspec.Struct):
-    amount: int
-
-
-def _control(action: Callable[[], T]) -> T:
-    """Run a control action; unknown references → 404, refused changes → 400."""
-    try:
-        return action()
-    except KeyError as exc:
-        raise NotFoundException(str(exc.args[0]) if exc.args else "not found") from exc
-    except ValueError as exc:
-        raise ValidationException(str(exc)) from exc
 
 
 def build_app(sim: Simulator) -> Litestar:
@@ -163,40 +131,17 @@ def build_app(sim: Simulator) -> Litestar:
 
     @post(API_PATH, status_code=200)
     async def transaction_api(body: RawBody) -> Response[Any]:
-        fault = await api_fault(sim.faults, sim.api_rng)
+        fault = await sim.api_fault()
         if fault is not None:
             return fault
         return Response(api.answer(body), status_code=200, media_type="application/json")
 
-    @post("/_sim/payments", status_code=201)
-    async def create(data: JSONBody[CreateBody]) -> SimPayment:
-        return _control(
-            lambda: sim.create_payment(
-                order_id=data.order_id,
-                amount=data.amount,
-                currency=data.currency,
-                account=data.account,
-                reference=data.reference,
-            )
-        )
-
-    @get("/_sim/payments/{reference:str}")
-    async def read(reference: FromPath[str]) -> SimTransaction:
-        return _control(lambda: sim.transaction(reference))
-
-    @post("/_sim/payments/{reference:str}/status", status_code=200)
-    async def status(reference: FromPath[str], data: JSONBody[StatusBody]) -> SimTransaction:
-        _control(lambda: sim.set_status(reference, data.status))
-        return sim.transaction(reference)
-
     @post("/_sim/payments/{reference:str}/native", status_code=200)
-    async def native(reference: FromPath[str], data: JSONBody[NativeBody]) -> SimTransaction:
-        _control(lambda: sim.set_native(reference, data.response_code, data.transaction_status))
-        return sim.transaction(reference)
+    async def native(reference: FromPath[str], data: JSONBody[NativeBody]) -> Response[bytes]:
+        def move() -> object:
+            sim.set_native(reference, data.response_code, data.transaction_status)
+            return sim.view(reference)
 
-    @post("/_sim/payments/{reference:str}/refund", status_code=200)
-    async def refund(reference: FromPath[str], data: JSONBody[RefundBody]) -> SimTransaction:
-        _control(lambda: sim.refund(reference, data.amount))
-        return sim.transaction(reference)
+        return controlled(sim, move)
 
-    return Litestar(route_handlers=[transaction_api, create, read, status, native, refund, *fault_routes(sim)])
+    return Litestar(route_handlers=[transaction_api, native, *control_routes(sim)])

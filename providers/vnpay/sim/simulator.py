@@ -10,15 +10,14 @@ for refunds (they are API calls with a synchronous answer), so neither does this
 from __future__ import annotations
 
 import itertools
-import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import httpx
 import msgspec
 from litestar.types import ASGIApp
 
 from providers.base import Clock, PaymentStatus, utcnow
-from providers.simkit import Faults, SimPayment, WebhookDispatcher
+from providers.simkit import Faults, SimPayment, SimulatorBase
 from providers.vnpay.sim.app import build_app
 from providers.vnpay.sim.signing import build_pay_url, signed_query_string, vnp_date
 from providers.vnpay.sim.state import SimRefund, SimTransaction
@@ -53,10 +52,12 @@ def accepts_vnpay(response: httpx.Response) -> bool:
     return isinstance(answer, dict) and answer.get("RspCode") in FINAL_RSP_CODES
 
 
-class Simulator:
+class Simulator(SimulatorBase):
     """VNPay for tests and the demo: an in-memory terminal with its merchant API and IPN sender."""
 
     name = "vnpay"
+    currency = "VND"
+    conflict_status = 400  # a refused change is the control request's fault here
 
     def __init__(
         self,
@@ -70,18 +71,19 @@ class Simulator:
         retry_delays: Sequence[float] = VNPAY_RETRY_DELAYS,
         clock: Clock = utcnow,
     ) -> None:
-        self.webhook_url = webhook_url
-        self.faults = faults or Faults()
+        super().__init__(
+            webhook_url=webhook_url,
+            faults=faults,
+            client=client,
+            account=account,
+            clock=clock,
+            retry_delays=retry_delays,
+            accepts=accepts_vnpay,
+        )
         self.tmn_code = tmn_code
         self.hash_secret = hash_secret
-        self.account = account
-        self.clock = clock
-        self.dispatcher = WebhookDispatcher(
-            self.faults, retry_delays=retry_delays, accepts=accepts_vnpay, client=client
-        )
         self.payments: dict[str, SimTransaction] = {}
         self.ipns: list[str] = []  # every IPN query string built, in order (before faults)
-        self.api_rng = random.Random(self.faults.seed)
         self._transaction_nos = itertools.count(14226112)
         self.request_ids: set[str] = set()
 
@@ -177,12 +179,6 @@ class Simulator:
             "api_base": api_base,
         }
 
-    def replace_faults(self, faults: Faults) -> None:
-        self.faults = faults
-        self.dispatcher.faults = faults
-        self.dispatcher.rng = random.Random(faults.seed)
-        self.api_rng = random.Random(faults.seed)
-
     # --- IPN ---------------------------------------------------------------------------------
 
     def ipn_params(self, txn: SimTransaction) -> dict[str, str]:
@@ -245,3 +241,11 @@ class Simulator:
         """VNPay's merchant API (querydr, refund) and the /_sim/ control API."""
 
         return build_app(self)
+
+    # --- the control API ---------------------------------------------------------------------
+
+    def view(self, reference: str) -> SimTransaction:
+        return self.transaction(reference)
+
+    def references(self) -> Iterable[str]:
+        return self.payments

@@ -11,42 +11,24 @@ Choices where ZaloPay's documentation is silent are marked "(unconfirmed)" (NOTE
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
-import random
-import re
-from collections.abc import Sequence
-from datetime import timedelta, timezone
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import httpx
 import msgspec
 from litestar.types import ASGIApp
 
+from payrecon_zalopay.sim.app import StatusIn, build_app
+from payrecon_zalopay.sim.state import APP_TRANS_ID, VIETNAM, Payment, zalopay_mac
 from providers.base import Clock, PaymentStatus, utcnow
-from providers.simkit import Faults, SimPayment, WebhookDispatcher
+from providers.simkit import Faults, SimPayment, SimulatorBase, post_json
 
 DEFAULT_APP_ID = 2026  # made-up test credentials
 DEFAULT_KEY1 = "ZPtestKey1-payrecon-0123456789abc"
 DEFAULT_KEY2 = "ZPtestKey2-payrecon-0123456789xyz"
 WRONG_KEY2 = "ZPsimulatorWrongKey2-000000000000"
 DEFAULT_RETRY_DELAYS = (0.05, 0.2, 0.5)  # "at most 3 times" (unconfirmed delays)
-VIETNAM = timezone(timedelta(hours=7))  # app_trans_id's yymmdd is Vietnam's date
-APP_TRANS_ID = re.compile(r"^\d{6}_[0-9A-Za-z_.-]{1,33}$")  # yymmdd_xxx, 40 characters at most
-
-MESSAGES = {
-    1: "Giao dịch thành công",
-    2: "Giao dịch thất bại",
-    3: "Giao dịch chưa thực hiện hoặc đang xử lý",
-}
-SUB_MESSAGES = {
-    -54: "Giao dịch đã hết hạn",
-    -101: "Không tìm thấy đơn hàng",
-    -322: "Payment Code hết hạn, giao dịch thất bại, tài khoản chưa bị trừ tiền",
-    -329: "User huỷ giao dịch thanh toán",
-    -401: "Dữ liệu yêu cầu không hợp lệ",
-    -402: "Chữ ký không hợp lệ",
-}
 # The native codes set_status picks; set_result takes any pair.
 NATIVE: dict[PaymentStatus, tuple[int, int, bool]] = {  # status → (return_code, sub_return_code, is_processing)
     PaymentStatus.PENDING: (3, 0, False),
@@ -57,31 +39,12 @@ NATIVE: dict[PaymentStatus, tuple[int, int, bool]] = {  # status → (return_cod
 }
 
 
-def zalopay_mac(key: str, message: str) -> str:
-    """HMAC-SHA256 of the message under the key, lower-case hex (ZaloPay's "secure data transmission")."""
-    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
-
-
-class Payment(msgspec.Struct, kw_only=True):
-    """One ZaloPay order (an app_trans_id) as ZaloPay holds it."""
-
-    app_trans_id: str
-    amount: int
-    app_user: str
-    app_time: int
-    account: str = "default"
-    return_code: int = 3
-    sub_return_code: int = 0
-    is_processing: bool = False
-    zp_trans_id: int = 0
-    server_time: int = 0
-    refunds: list[int] = []
-
-
-class Simulator:
+class Simulator(SimulatorBase):
     """ZaloPay as the tests, the benchmarks and `payrecon simulate zalopay` see it."""
 
     name = "zalopay"
+    currency = "VND"
+    moves = StatusIn
 
     def __init__(
         self,
@@ -96,21 +59,21 @@ class Simulator:
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         clock: Clock = utcnow,
     ) -> None:
-        self.webhook_url = webhook_url
-        self.faults = faults or Faults()
-        self.dispatcher = WebhookDispatcher(self.faults, retry_delays=retry_delays, accepts=accepts, client=client)
-        self.rng = random.Random(self.faults.seed)  # noqa: S311 - simulation, not security
-        self.account = account
+        super().__init__(
+            webhook_url=webhook_url,
+            faults=faults,
+            client=client,
+            account=account,
+            clock=clock,
+            retry_delays=retry_delays,
+            accepts=accepts,
+        )
         self.app_id = app_id
         self.key1 = key1
         self.key2 = key2
-        self.clock = clock
         self.payments: dict[str, Payment] = {}
         # ZaloPay's ids start with the yymmdd of the day; the rest counts up.
         self._trans_ids = itertools.count(1)
-
-    def now_ms(self) -> int:
-        return int(self.clock().timestamp() * 1000)
 
     # --- the life of a payment -----------------------------------------------------------
 
@@ -137,16 +100,10 @@ class Simulator:
         except KeyError:
             raise KeyError(f"no ZaloPay order with app_trans_id {reference!r}") from None
 
-    def replace_faults(self, faults: Faults) -> None:
-        """New fault knobs for the API and the callbacks; a seed restarts both random streams."""
-        self.faults = self.dispatcher.faults = faults
-        self.rng = random.Random(faults.seed)  # noqa: S311
-        self.dispatcher.rng = random.Random(faults.seed)  # noqa: S311
-
     def set_status(self, reference: str, status: PaymentStatus) -> None:
         payment = self.get_payment(reference)
         if status in (PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED):
-            left = payment.amount - sum(payment.refunds)
+            left = payment.amount - payment.refunded
             self.refund(reference, left if status is PaymentStatus.REFUNDED else max(1, left // 2))
             return
         if status not in NATIVE:
@@ -173,7 +130,7 @@ class Simulator:
         payment = self.get_payment(reference)
         if payment.return_code != 1:
             raise ValueError(f"{reference} is not paid: nothing to refund")
-        if not 0 < amount <= payment.amount - sum(payment.refunds):
+        if not 0 < amount <= payment.amount - payment.refunded:
             raise ValueError(f"refund of {amount} VND exceeds what is left of {payment.amount} VND")
         payment.refunds.append(amount)
 
@@ -201,15 +158,9 @@ class Simulator:
         return msgspec.json.encode({"data": data, "mac": zalopay_mac(key or self.key2, data), "type": 1})
 
     def _call_back(self, payment: Payment) -> None:
-        if self.webhook_url is None:
-            return
-        url, good, bad = self.webhook_url, self.callback_body(payment), self.callback_body(payment, key=WRONG_KEY2)
-
-        def build(wrong_key: bool) -> httpx.Request:
-            body = bad if wrong_key else good
-            return httpx.Request("POST", url, content=body, headers={"Content-Type": "application/json"})
-
-        self.dispatcher.send(build)
+        if self.webhook_url is not None:
+            forged = self.callback_body(payment, key=WRONG_KEY2)
+            self.dispatcher.send(post_json(self.webhook_url, self.callback_body(payment), forged))
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -224,9 +175,24 @@ class Simulator:
 
     def asgi_app(self) -> ASGIApp:
         """ZaloPay's `/v2/query` and the `/_sim/` control API."""
-        from payrecon_zalopay.sim.http import build_app
-
         return build_app(self)
+
+    # --- the control API -----------------------------------------------------------------
+
+    def view(self, reference: str) -> dict[str, Any]:
+        payment = self.get_payment(reference)
+        return {**msgspec.to_builtins(payment), "refunded": payment.refunded}
+
+    def references(self) -> Iterable[str]:
+        return self.payments
+
+    def move(self, reference: str, order: StatusIn) -> None:
+        if order.return_code is not None:
+            self.set_result(reference, order.return_code, order.sub_return_code, order.is_processing)
+        elif order.status is not None:
+            self.set_status(reference, order.status)
+        else:
+            raise ValueError("give status (a PaymentStatus) or return_code (a ZaloPay return_code)")
 
 
 def accepts(response: httpx.Response) -> bool:
