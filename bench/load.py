@@ -164,6 +164,16 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def listener_pid(port: int) -> int:
+    """The process listening on 127.0.0.1:`port` (a private PostgreSQL's postmaster, say)."""
+    import psutil
+
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+            return connection.pid
+    raise LookupError(f"nothing listens on port {port}")
+
+
 def payrecon_serve(workers: int | None) -> list[str]:
     """`payrecon serve` of this checkout's venv."""
     command = [sys.executable, "-m", "service.cli", "serve"]

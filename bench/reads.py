@@ -93,19 +93,33 @@ def main() -> None:
             print(f"server: {' '.join(command[1:])}")
             with load.server(command, env, port) as served:
                 figures = {}
+                cpu: dict[str, tuple[float, float]] = {}  # CPU ms per request: server, PostgreSQL
+                postgres = load.listener_pid(int(url.rsplit(":", 1)[1].split("/")[0]))
                 for label, requests in (("bare: GET /healthz", bare), ("GET /v1/orders/{id}", reads)):
                     name = label.split()[-1].strip("/{}").replace("/", "_")
                     profile = Path(args.profile) / f"{name}.folded" if args.profile else None
+                    before = load.cpu_seconds(served.pid), load.cpu_seconds(postgres)
                     with load.profiled(served.pid, profile, args.seconds):
                         result = load.run_wrk(served.url, requests, seconds=args.seconds, connections=args.connections)
+                    server_cpu = load.cpu_seconds(served.pid) - before[0]
+                    database_cpu = load.cpu_seconds(postgres) - before[1]
                     figures[label] = result
+                    per_request = 1000 / max(1, result.requests)
+                    cpu[label] = (server_cpu * per_request, database_cpu * per_request)
                     print(f"  {label}: {result.rate:,.0f}/s, p99 {result.p99_ms:.1f} ms", flush=True)
     print()
-    print("| endpoint | requests/s | p50 ms | p99 ms | errors | ratio to bare |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| endpoint | requests/s | p50 ms | p99 ms | errors | server CPU ms/request | PostgreSQL CPU ms/request"
+        " | ratio to bare |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     base = figures["bare: GET /healthz"].rate
     for label, r in figures.items():
-        print(f"| {label} | {r.rate:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {r.rate / base:.2f} |")
+        server_ms, database_ms = cpu[label]
+        print(
+            f"| {label} | {r.rate:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {server_ms:.3f}"
+            f" | {database_ms:.3f} | {r.rate / base:.2f} |"
+        )
     ratio = figures["GET /v1/orders/{id}"].rate / base
     print(f"\nreads / bare = {ratio:.2f} (goal ≥ {GOAL}): {'met' if ratio >= GOAL else 'NOT met'}")
 

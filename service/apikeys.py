@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import datetime
 
 import asyncpg
@@ -126,3 +127,40 @@ async def authenticate(conn: Conn | asyncpg.Pool, key: str) -> ApiKey | None:
             row["id"],
         )
     return msgspec.convert({k: row[k] for k in row.keys() if k not in ("key_hash", "use_due")}, ApiKey)  # noqa: SIM118
+
+
+class KeyCache:
+    """Keys this process verified in the last `ttl` seconds, by the SHA-256 of the whole key.
+
+    Every keyed request would otherwise pay a round trip for its key before its own work: for a
+    status read that is half its database cost (bench/reads.py). The price is that a revoked key
+    keeps working for at most `ttl` seconds in a process that verified it just before
+    (PAYRECON_APIKEY_CACHE_SECONDS; 0 turns the cache off). Only keys that verified are kept, so a
+    wrong or revoked key is looked up every time, and the entries are bounded by `size`.
+    """
+
+    def __init__(self, ttl: float, *, size: int = 1024) -> None:
+        self.ttl, self.size = ttl, size
+        self._entries: dict[str, tuple[float, ApiKey]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def authenticate(self, conn: Conn | asyncpg.Pool, key: str) -> ApiKey | None:
+        if self.ttl <= 0:
+            return await authenticate(conn, key)
+        digest, now = hash_key(key), time.monotonic()
+        entry = self._entries.get(digest)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        found = await authenticate(conn, key)
+        if found is None:
+            self._entries.pop(digest, None)
+            return None
+        if len(self._entries) >= self.size:
+            # expired entries first; if every entry is live, start over rather than track recency
+            self._entries = {d: e for d, e in self._entries.items() if e[0] > now}
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+        self._entries[digest] = (now + self.ttl, found)
+        return found

@@ -18,7 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from providers.gateway import Connected
-from service import auth, db, logs, migrate, refusals
+from service import apikeys, auth, db, logs, migrate, refusals
 from service.allowlists import Allowlists
 from service.api import anomalies, health, metrics, orders, reconciliation, rejected, webhook_endpoints, webhooks
 from service.client_address import ClientAddressMiddleware, parse_networks
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, *, gateways: dict[str, Connecte
             {
                 "settings": settings,
                 "gateways": gateways,
+                "apikeys": apikeys.KeyCache(settings.apikey_cache_seconds),
                 "allowlists": Allowlists(gateways),
                 "refusals": refusals.sampler_for(settings),
             }

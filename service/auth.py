@@ -16,7 +16,6 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 from litestar.types import Guard
 
-from service import apikeys
 from service.apikeys import SCOPES, ApiKey
 
 # /ops: the console signs in with its own session cookie (service/ops/web.py), not a bearer key.
@@ -36,7 +35,7 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("the Authorization header must be: Bearer <key>", headers=_CHALLENGE)
-        key = await apikeys.authenticate(connection.app.state.pool, token.strip())
+        key = await connection.app.state.apikeys.authenticate(connection.app.state.pool, token.strip())
         if key is None:
             raise NotAuthorizedException("invalid or revoked API key", headers=_CHALLENGE)
         return AuthenticationResult(user=key.name, auth=key)

@@ -40,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     data_dir: str = ".payrecon"  # embedded servers' data, relative to the working directory
     db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     db_pool_max: Positive = 10
+    # seconds a process trusts an API key it verified (service.apikeys.KeyCache): a revoked key
+    # stops working everywhere within this; 0 = look every key up on every request
+    apikey_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
     webhook_max_body: Positive = 64 * 1024  # bytes; gateways send a few KB
     webhook_body_timeout: Seconds = 10.0  # a body not fully read by then is answered 408 (slow or trickling client)
     # reverse proxies whose X-Forwarded-For / Forwarded we believe (comma-separated addresses and CIDRs);

@@ -128,3 +128,29 @@ async def test_cli_errors_are_one_line(database_url: str) -> None:
     code, _, err = await payrecon(database_url, "apikey", "create", "--name", "x", "--scope", "orders:delete")
     assert code != 0
     assert "orders:delete" in err
+
+
+async def test_key_cache_saves_the_lookup_and_keeps_only_keys_that_verified(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        created = await apikeys.create(conn, "cached", ["orders:read"])
+    lookups: list[str] = []
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda record: lookups.append(record.query))
+        cache = apikeys.KeyCache(60.0)
+        assert await cache.authenticate(conn, created.key) == await cache.authenticate(conn, created.key)
+        await asyncio.sleep(0.01)
+        assert len([q for q in lookups if "from api_keys" in q]) == 1  # the second came from the cache
+        wrong = created.api_key.prefix + "_" + "x" * 43
+        assert await cache.authenticate(conn, wrong) is None
+        assert await cache.authenticate(conn, wrong) is None
+        await asyncio.sleep(0.01)  # asyncpg calls query loggers soon after, not during
+        assert len([q for q in lookups if "from api_keys" in q]) == 3  # a wrong key is looked up every time
+
+
+async def test_key_cache_is_bounded(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        keys = [(await apikeys.create(conn, f"k{i}", ["orders:read"])).key for i in range(5)]
+        cache = apikeys.KeyCache(60.0, size=3)
+        for key in keys:
+            assert await cache.authenticate(conn, key) is not None
+            assert len(cache) <= 3

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from litestar.routes import HTTPRoute
 
@@ -85,11 +88,32 @@ async def test_scopes_decide_403(app_url: tuple[str, list[tuple[str, str]]], poo
         assert (await client.post("/v1/orders", content=b"junk", headers=as_reader)).status_code == 403
 
 
-async def test_revoked_key_stops_working_at_once(
-    app_url: tuple[str, list[tuple[str, str]]], pool: asyncpg.Pool
-) -> None:
+async def test_revoked_key_stops_working_within_the_key_cache_ttl(settings: Settings, pool: asyncpg.Pool) -> None:
+    # a process trusts a key it verified for apikey_cache_seconds (service.apikeys.KeyCache)
+    app = create_app(msgspec.structs.replace(settings, apikey_cache_seconds=1.0), gateways=configured())
     key = await key_for(pool, "orders:read")
-    async with httpx.AsyncClient(base_url=app_url[0], headers={"authorization": f"Bearer {key}"}) as client:
+    async with (
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {key}"}) as client,
+    ):
+        assert (await client.get("/v1/orders")).status_code == 200
+        async with pool.acquire() as conn:
+            await apikeys.revoke(conn, key[:12])
+        revoked_at = time.monotonic()
+        assert (await client.get("/v1/orders")).status_code == 200  # still trusted from the first request
+        while (await client.get("/v1/orders")).status_code == 200:
+            assert time.monotonic() - revoked_at < 1.5, "a revoked key outlived the key cache's TTL"
+            await asyncio.sleep(0.05)
+        assert (await client.get("/v1/orders")).status_code == 401
+
+
+async def test_revoked_key_stops_working_at_once_without_the_key_cache(settings: Settings, pool: asyncpg.Pool) -> None:
+    app = create_app(msgspec.structs.replace(settings, apikey_cache_seconds=0), gateways=configured())
+    key = await key_for(pool, "orders:read")
+    async with (
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {key}"}) as client,
+    ):
         assert (await client.get("/v1/orders")).status_code == 200
         async with pool.acquire() as conn:
             await apikeys.revoke(conn, key[:12])
