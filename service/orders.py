@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -123,9 +123,12 @@ def decode_cursor(cursor: str | None, key_type: type[K]) -> tuple[datetime | Non
         at, key = msgspec.json.decode(raw, type=tuple[datetime, str | int])
     except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
         raise CursorError("cursor is not one this API issued") from exc
-    if at.tzinfo is None or not isinstance(key, key_type):
+    if at.tzinfo is None or not isinstance(key, key_type) or (isinstance(key, str) and "\x00" in key):
         raise CursorError("cursor is not one this API issued")
-    return at, key
+    try:
+        return at.astimezone(UTC), key
+    except OverflowError:  # an offset past year 1 or 9999: not a time this API wrote
+        raise CursorError("cursor is not one this API issued") from None
 
 
 def _page(

@@ -28,4 +28,8 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(f"{value[:40]!r} is neither {FORMS}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        # in UTC: an offset can carry 0001-01-01 or 9999-12-31 past what PostgreSQL (and datetime) can hold
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"{value[:40]!r} is out of range once taken to UTC") from None

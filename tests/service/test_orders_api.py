@@ -14,6 +14,7 @@ from providers.base import PaymentStatus
 from service import apikeys, ledger
 from service.app import create_app
 from service.model import Source
+from service.orders import encode_cursor
 from service.serving import serving
 from service.settings import Settings
 from tests.gateways import configured
@@ -201,6 +202,13 @@ async def test_list_orders_pages_by_last_update(api: httpx.AsyncClient, pool: as
         ({"updated_since": "yesterday"}, "updated_since"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": "WzFd"}, "cursor"),  # base64 of [1]
+        # times whose offset carries them past year 1 or 9999 once in UTC, and a NUL in a cursor's key:
+        # each was a 500 (an OverflowError or PostgreSQL refusing NUL)
+        ({"updated_since": "0001-01-01T00:00:00+23:59"}, "updated_since"),
+        ({"updated_since": "9999-12-31T23:59:59-23:59"}, "updated_since"),
+        ({"cursor": encode_cursor("0001-01-01T00:00:00+23:59", "x")}, "cursor"),
+        ({"cursor": encode_cursor("9999-12-31T23:59:59-23:59", "x")}, "cursor"),
+        ({"cursor": encode_cursor("2026-01-01T00:00:00Z", "a\x00b")}, "cursor"),
     ],
 )
 async def test_bad_list_parameters_are_400(api: httpx.AsyncClient, params: dict[str, Any], key: str) -> None:
