@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import asyncpg
+import msgspec
 
 from service import migrate
 from service.ledger import apply_event, locks
@@ -194,8 +195,14 @@ async def prepare(url: str, orders: int) -> None:
         await conn.close()
 
 
-def run(url: str, *, orders: int, seconds: float, clients: int, threads: int = 2) -> float:
-    """Run the generated script with pgbench; return its transactions per second."""
+class Ceiling(msgspec.Struct, frozen=True):
+    tps: float
+    p50_ms: float  # pgbench's own per-transaction latencies (its --log), at the same client count
+    p99_ms: float
+
+
+def run(url: str, *, orders: int, seconds: float, clients: int, threads: int = 2) -> Ceiling:
+    """Run the generated script with pgbench: its transactions per second and latency percentiles."""
     _, text = script()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "ledger.sql"
@@ -216,18 +223,29 @@ def run(url: str, *, orders: int, seconds: float, clients: int, threads: int = 2
                 f"orders={orders}",
                 "-f",
                 str(path),
+                "--log",  # one line per transaction, its latency in µs third: the ceiling's own p99
+                f"--log-prefix={Path(folder) / 'tx'}",
                 url,
             ],
             capture_output=True,
             text=True,
             check=False,
         )
+        latencies = sorted(
+            int(line.split()[2]) for log in Path(folder).glob("tx.*") for line in log.read_text().splitlines()
+        )
     if done.returncode != 0:
         raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
     found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
     if found is None:
         raise RuntimeError(f"no tps in pgbench output:\n{done.stdout}")
-    return float(found.group(1))
+    if not latencies:
+        raise RuntimeError(f"pgbench wrote no transaction log:\n{done.stdout}")
+
+    def percentile(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] / 1000
+
+    return Ceiling(float(found.group(1)), percentile(0.50), percentile(0.99))
 
 
 def main() -> None:
@@ -247,8 +265,8 @@ def main() -> None:
     print(f"SQL from {source}")
     with private_postgres() as url:
         asyncio.run(prepare(url, args.orders))
-        tps = run(url, orders=args.orders, seconds=args.seconds, clients=args.clients)
-    print(f"pgbench -c{args.clients}: {tps:,.0f} tps")
+        found = run(url, orders=args.orders, seconds=args.seconds, clients=args.clients)
+    print(f"pgbench -c{args.clients}: {found.tps:,.0f} tps, p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms")
 
 
 if __name__ == "__main__":

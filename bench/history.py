@@ -153,7 +153,7 @@ def main() -> None:
     for b, a in zip(before, after, strict=True):
         ratio = a.rate / b.rate
         print(
-            f"| {b.gateway} | {b.rate:,.0f} | {b.ceiling_tps:,.0f} | {a.rate:,.0f} | {a.ceiling_tps:,.0f} | "
+            f"| {b.gateway} | {b.rate:,.0f} | {b.ceiling.tps:,.0f} | {a.rate:,.0f} | {a.ceiling.tps:,.0f} | "
             f"{a.wrk.p99_ms:.1f} | {ratio:.2f} ({'met' if ratio >= GOAL else 'NOT met'}: goal ≥ {GOAL}) |"
         )
 
