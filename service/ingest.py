@@ -103,6 +103,8 @@ async def ingest(
     except Exception as error:  # an adapter's failure is the sender's problem or the adapter's bug: never a 500
         return await refuse(pool, provider, adapter, request, error, refusals=refusals)
     try:
+        # storable() again here, though ledger.apply does it: a delivery is held whole, before any of
+        # its events is applied
         events = [storable(event) for event in adapter.parse(request)]
     except Exception as error:  # signed, yet unreadable: the same bytes will fail the same way again
         return await hold(pool, provider, adapter, request, error)

@@ -24,6 +24,7 @@ from service.ledger.locks import ORDER_LOCK, REFERENCE_LOCK, lock, reference_key
 from service.model import Order, OrderState, Outcome, RawDelivery, Source
 from service.orders import get_order as _get_order
 from service.orders import has_provider, reference_owner
+from service.storable import storable
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +88,9 @@ async def apply(
     """
     started = time.perf_counter()
     source = Source(source)
+    # Whatever its path (webhook, reconciler, catch-up, replay), an event is stored as PostgreSQL can
+    # store it: NUL spelled out, integers within bigint (UnstorableError otherwise).
+    event = storable(event)
     async with pool.acquire() as conn:
         if dry_run:
             tx = conn.transaction()

@@ -278,3 +278,18 @@ async def test_each_transition_and_new_anomaly_writes_one_outbox_row_in_its_tran
         "succeeded",
         3,
     )  # the order as it is right after the transition
+
+
+@pytest.mark.parametrize("source", [Source.RECONCILER, Source.CATCH_UP, Source.WEBHOOK])
+async def test_every_path_stores_nul_spelled_out(pool: asyncpg.Pool, source: Source) -> None:
+    # A status answer is a gateway's text as much as a webhook is: PostgreSQL refuses NUL in text and
+    # jsonb, so the ledger itself stores the spelled-out copy, whoever calls it.
+    await register(pool)
+    failed = event(S.FAILED, reason="card\x00declined", payload={"note": "a\x00b", "k\x00": 1})
+    outcome = await ledger.apply(pool, failed, source)
+    assert outcome.kind == OutcomeKind.APPLIED
+    row = await pool.fetchrow("select reason, payload from payment_events where id = $1", outcome.event_id)
+    assert row is not None
+    assert row["reason"] == "card\\u0000declined"
+    assert row["payload"] == {"note": "a\\u0000b", "k\\u0000": 1}
+    assert (await order_row(pool))["status"] == "failed"
