@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
@@ -88,14 +89,20 @@ async def test_scopes_decide_403(app_url: tuple[str, list[tuple[str, str]]], poo
         assert (await client.post("/v1/orders", content=b"junk", headers=as_reader)).status_code == 403
 
 
-async def test_revoked_key_stops_working_within_the_key_cache_ttl(settings: Settings, pool: asyncpg.Pool) -> None:
-    # a process trusts a key it verified for apikey_cache_seconds (service.apikeys.KeyCache)
-    app = create_app(msgspec.structs.replace(settings, apikey_cache_seconds=1.0), gateways=configured())
-    key = await key_for(pool, "orders:read")
+@asynccontextmanager
+async def keyed_client(settings: Settings, key: str, *, key_cache_seconds: float) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(msgspec.structs.replace(settings, apikey_cache_seconds=key_cache_seconds), gateways=configured())
     async with (
         serving(app) as url,
         httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {key}"}) as client,
     ):
+        yield client
+
+
+async def test_revoked_key_stops_working_within_the_key_cache_ttl(settings: Settings, pool: asyncpg.Pool) -> None:
+    # a process trusts a key it verified for apikey_cache_seconds (service.apikeys.KeyCache)
+    key = await key_for(pool, "orders:read")
+    async with keyed_client(settings, key, key_cache_seconds=1.0) as client:
         assert (await client.get("/v1/orders")).status_code == 200
         async with pool.acquire() as conn:
             await apikeys.revoke(conn, key[:12])
@@ -108,12 +115,8 @@ async def test_revoked_key_stops_working_within_the_key_cache_ttl(settings: Sett
 
 
 async def test_revoked_key_stops_working_at_once_without_the_key_cache(settings: Settings, pool: asyncpg.Pool) -> None:
-    app = create_app(msgspec.structs.replace(settings, apikey_cache_seconds=0), gateways=configured())
     key = await key_for(pool, "orders:read")
-    async with (
-        serving(app) as url,
-        httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {key}"}) as client,
-    ):
+    async with keyed_client(settings, key, key_cache_seconds=0) as client:
         assert (await client.get("/v1/orders")).status_code == 200
         async with pool.acquire() as conn:
             await apikeys.revoke(conn, key[:12])
