@@ -1,8 +1,9 @@
 """Genuine webhooks under a forged flood: throughput, latency and database rows, with and without sampling.
 
-    PAYRECON_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/flood.py
+    .venv/bin/python bench/flood.py [--rate 100] [--seconds 15]
 
-`payrecon serve` runs in its own process against a scratch database (`payrecon_bench_flood`).
+`payrecon serve` runs in its own process against a private PostgreSQL (bench/pgserver.py) and Redis,
+never the machine's shared ones.
 Genuine MoMo IPNs (signed, each for a registered order) are sent at a fixed rate from this
 process; a forged flood (MoMo IPNs signed with a wrong key) is sent by `wrk` at the highest rate
 it can (`apt-get install -y wrk`). Phases, each `--seconds` long:
@@ -34,6 +35,8 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import load
+import pgserver
 
 from providers.base import PaymentStatus
 from providers.momo.sim.simulator import WRONG_SECRET_KEY
@@ -42,7 +45,6 @@ from service import db, embedded, ledger, migrate
 from service.cli import gateway_table
 from service.model import NewOrder
 from service.serving import free_port
-from service.settings import load_settings
 
 AMOUNT, CURRENCY = 50_000, "VND"
 UNLIMITED = {"PAYRECON_REFUSAL_SAMPLE_RATE": "1e9", "PAYRECON_REFUSAL_SAMPLE_BURST": "1000000000",
@@ -203,20 +205,22 @@ async def stop(server: asyncio.subprocess.Process) -> None:
 
 
 async def main(
-    rate: float, seconds: float, connections: int, flood_connections: int, closed_orders: int, workers: int
+    servers: tuple[str, str],
+    rate: float,
+    seconds: float,
+    connections: int,
+    flood_connections: int,
+    closed_orders: int,
+    workers: int,
 ) -> None:
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    settings = load_settings()
+    database_url, redis_url = servers
     momo = MomoSimulator()
     forged = momo.ipn_body(
         momo.payments[momo.create_payment(order_id="forged", amount=AMOUNT, currency=CURRENCY).reference],
         secret=WRONG_SECRET_KEY,
     )
-    with embedded.resolved(settings, redis=True) as s, tempfile.TemporaryDirectory() as tmp:
-        assert s.database_url is not None
-        assert s.redis_url is not None
-        url = await fresh_database(s.database_url, "payrecon_bench_flood")
+    with tempfile.TemporaryDirectory() as tmp:
+        url = await fresh_database(database_url, "payrecon_bench_flood")
         pool = await db.create_pool(url, min_size=1, max_size=4)
         folder = Path(tmp)
         gateways = folder / "gateways.toml"
@@ -234,7 +238,7 @@ async def main(
             base_env = {
                 **os.environ,
                 "PAYRECON_DATABASE_URL": url,
-                "PAYRECON_REDIS_URL": s.redis_url,
+                "PAYRECON_REDIS_URL": redis_url,
                 "PAYRECON_GATEWAYS": str(gateways),
                 "PAYRECON_PORT": str(port),
                 "PAYRECON_LOG_LEVEL": "WARNING",
@@ -310,9 +314,26 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
     parser.add_argument("--connections", type=int, default=16, help="genuine sender's connections")
     parser.add_argument("--flood-connections", type=int, default=32, help="wrk's connections")
-    parser.add_argument("--closed-orders", type=int, default=8000, help="orders for the two closed-loop phases")
+    parser.add_argument("--closed-orders", type=int, default=40_000, help="orders for the two closed-loop phases")
     parser.add_argument("--workers", type=int, default=2, help="payrecon serve processes (PAYRECON_WORKERS)")
     args = parser.parse_args()
-    asyncio.run(
-        main(args.rate, args.seconds, args.connections, args.flood_connections, args.closed_orders, args.workers)
-    )
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    print(load.machine())
+    print(pgserver.describe())
+    with (
+        pgserver.private_postgres() as database,
+        tempfile.TemporaryDirectory() as data,
+        embedded.redis_server(Path(data)) as redis,
+    ):
+        asyncio.run(
+            main(
+                (database, redis),
+                args.rate,
+                args.seconds,
+                args.connections,
+                args.flood_connections,
+                args.closed_orders,
+                args.workers,
+            )
+        )
