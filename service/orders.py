@@ -2,17 +2,15 @@
 
 Writes live in `service.ledger` (the only writer of `orders`); everything here is a plain read.
 Lists use keyset pagination on the index order ((updated_at, id) for orders, (created_at, id)
-for anomalies) with an opaque cursor, so a page costs the same at any depth. `updated_at`
+for anomalies; service/pages.py), so a page costs the same at any depth. `updated_at`
 is its transaction's start time (`now()`), so a change may commit with a time slightly before
 one already seen: a backend polling with `updated_since` should overlap by a few seconds.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -21,9 +19,9 @@ import msgspec
 from providers.base import PaymentStatus
 from service.db import Conn
 from service.model import Failure, Order, OrderPayment, OrderReference, Transition
+from service.pages import cut, decode_cursor
 
 T = TypeVar("T")
-K = TypeVar("K", str, int)
 
 _ORDER = """
 select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.provider_data, o.metadata, o.status,
@@ -41,10 +39,6 @@ select o.id, o.amount, o.currency, o.provider, o.account, o.reference, o.provide
                  from order_payments p where p.order_id = o.id), '{}') as payments
 from orders o
 """
-
-
-class CursorError(ValueError):
-    """A pagination cursor we did not issue (or from another list)."""
 
 
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,39 +103,6 @@ async def get_order(conn: Conn, order_id: str) -> Order | None:
     return None if row is None else _order(row)
 
 
-def encode_cursor(*key: object) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, key_type: type[K]) -> tuple[datetime | None, K | None]:
-    """The (time, key) a page ended at, or (None, None) for the first page; raises CursorError
-    for a cursor we did not issue, or one of a list whose key is not a `key_type`."""
-    if not cursor:
-        return None, None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, key = msgspec.json.decode(raw, type=tuple[datetime, str | int])
-    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
-        raise CursorError("cursor is not one this API issued") from exc
-    if at.tzinfo is None or not isinstance(key, key_type) or (isinstance(key, str) and "\x00" in key):
-        raise CursorError("cursor is not one this API issued")
-    try:
-        return at.astimezone(UTC), key
-    except OverflowError:  # an offset past year 1 or 9999: not a time this API wrote
-        raise CursorError("cursor is not one this API issued") from None
-
-
-def _page(
-    rows: list[asyncpg.Record],
-    limit: int,
-    convert: Callable[[asyncpg.Record], T],
-    key: Callable[[T], tuple[object, ...]],
-) -> tuple[list[T], str | None]:
-    """The first `limit` rows of a query that asked for `limit + 1`, and the cursor after them if there are more."""
-    page = [convert(r) for r in rows[:limit]]
-    return page, encode_cursor(*key(page[-1])) if len(rows) > limit else None
-
-
 async def list_orders(
     conn: Conn,
     *,
@@ -178,7 +139,7 @@ async def list_orders(
         reference,
         provider_payment_id,
     )
-    return _page(rows, limit, _order, lambda o: (o.updated_at, o.id))
+    return cut([_order(r) for r in rows], limit, lambda o: (o.updated_at, o.id))
 
 
 async def order_events(conn: Conn, order_id: str) -> tuple[list[StoredEvent], list[Transition]]:
@@ -227,7 +188,7 @@ async def list_anomalies(
         after_id,
         limit + 1,
     )
-    return _page(rows, limit, _as(AnomalyRecord), lambda a: (a.created_at, a.id))
+    return cut(list(map(_as(AnomalyRecord), rows)), limit, lambda a: (a.created_at, a.id))
 
 
 async def reference_owner(conn: Conn, provider: str, account: str, reference: str) -> str | None:
@@ -265,4 +226,4 @@ async def list_quarantined(
         after_id,
         limit + 1,
     )
-    return _page(rows, limit, _as(StoredEvent), lambda e: (e.received_at, e.id))
+    return cut(list(map(_as(StoredEvent), rows)), limit, lambda e: (e.received_at, e.id))

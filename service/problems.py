@@ -31,6 +31,7 @@ from litestar.types import ExceptionHandlersMap
 
 from providers.errors import PayreconError
 from service.db import UNAVAILABLE_ERRORS
+from service.pages import CursorError
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,11 @@ def _on_domain(_: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem
     return _answer(problem(exc.status_code, exc.detail, exc.errors))
 
 
+def _on_cursor(_: Request[Any, Any, Any], exc: CursorError) -> Response[Problem]:
+    # Every list pages with one cursor shape (service/pages.py): one answer to a cursor we did not issue.
+    return _on_domain(_, invalid("cursor", str(exc)))
+
+
 def _on_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     # The database went away mid-request: the client may retry; it is not a bug of ours.
     log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
@@ -200,6 +206,7 @@ def exception_handlers() -> ExceptionHandlersMap:
     return {
         HTTPException: _on_http,
         ProblemError: _on_domain,
+        CursorError: _on_cursor,
         # Every class service.db calls "unavailable" (InternalClientError after a terminated backend,
         # OSError, admin/crash shutdown…), so no database blip is ever a 500.
         **{error: _on_unavailable for error in UNAVAILABLE_ERRORS if issubclass(error, Exception)},

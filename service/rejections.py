@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 
 from service.db import Conn
-from service.orders import decode_cursor, encode_cursor
+from service.pages import cut, decode_cursor
 from service.storable import escape_text
 
 # Column bounds: the provider and account come from the URL, i.e. from whoever sent the request.
@@ -197,8 +197,7 @@ async def list_rejected(
         after_id,
         limit + 1,
     )
-    page = msgspec.convert(rows[:limit], list[RejectedDelivery])
-    return page, encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > limit else None
+    return cut(msgspec.convert(rows, list[RejectedDelivery]), limit, lambda r: (r.received_at, r.id))
 
 
 async def get(conn: Conn, rejected_id: int) -> RejectedDeliveryDetail | None:

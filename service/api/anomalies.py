@@ -12,10 +12,11 @@ from litestar.params import FromQuery
 
 from service import orders, problems
 from service.api.bodies import since_param
-from service.api.orders import Limit, Since
+from service.api.orders import Since
+from service.api.paging import Cursor, Limit
 from service.auth import SECURITY, requires
 from service.model import AnomalyKind
-from service.orders import AnomalyRecord, CursorError, StoredEvent
+from service.orders import AnomalyRecord, StoredEvent
 
 
 class AnomalyPage(msgspec.Struct, kw_only=True):
@@ -37,16 +38,13 @@ async def list_anomalies(
     since: Since = None,
     order_id: FromQuery[str | None] = None,
     limit: Limit = 50,
-    cursor: FromQuery[str | None] = None,
+    cursor: Cursor = None,
 ) -> AnomalyPage:
     """Amount mismatches, late and missed successes, excessive refunds, double payments, gateway flags."""
-    try:
-        async with state.pool.acquire() as conn:
-            items, next_cursor = await orders.list_anomalies(
-                conn, limit=limit, kind=kind, since=since_param("since", since), order_id=order_id, cursor=cursor
-            )
-    except CursorError as exc:
-        raise problems.invalid("cursor", str(exc)) from None
+    async with state.pool.acquire() as conn:
+        items, next_cursor = await orders.list_anomalies(
+            conn, limit=limit, kind=kind, since=since_param("since", since), order_id=order_id, cursor=cursor
+        )
     return AnomalyPage(items=items, next_cursor=next_cursor)
 
 
@@ -67,14 +65,11 @@ async def list_quarantined(
     state: State,
     provider: FromQuery[str | None] = None,
     limit: Limit = 50,
-    cursor: FromQuery[str | None] = None,
+    cursor: Cursor = None,
 ) -> QuarantinePage:
     """Events waiting for an order or reference to be registered (they apply when it is)."""
-    try:
-        async with state.pool.acquire() as conn:
-            items, next_cursor = await orders.list_quarantined(conn, limit=limit, provider=provider, cursor=cursor)
-    except CursorError as exc:
-        raise problems.invalid("cursor", str(exc)) from None
+    async with state.pool.acquire() as conn:
+        items, next_cursor = await orders.list_quarantined(conn, limit=limit, provider=provider, cursor=cursor)
     return QuarantinePage(items=items, next_cursor=next_cursor)
 
 

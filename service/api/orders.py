@@ -22,11 +22,11 @@ from providers.gateway import Connected
 from providers.registry import gateways as installed_gateways
 from service import admission, ledger, orders, problems
 from service.api.bodies import check_json_fields, since_param, strictly
+from service.api.paging import Cursor, Limit
 from service.auth import SECURITY, requires
 from service.model import NewOrder, NewReference, Order, Transition
-from service.orders import CursorError, StoredEvent
+from service.orders import StoredEvent
 
-Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size (1–500).")]
 Since = Annotated[
     str | None,
     Parameter(description="RFC 3339 time (UTC when no offset is given) or a duration back from now: `90m`, `2d`."),
@@ -178,25 +178,22 @@ async def list_orders(
     ] = None,
     updated_since: Since = None,
     limit: Limit = 50,
-    cursor: FromQuery[str | None] = None,
+    cursor: Cursor = None,
 ) -> OrderPage:
     """Orders by last update, oldest first; follow `next_cursor`. Filters combine."""
     if provider is not None:
         _known_provider(state.gateways, provider)
-    try:
-        async with state.pool.acquire() as conn:
-            items, next_cursor = await orders.list_orders(
-                conn,
-                limit=limit,
-                status=status,
-                provider=provider,
-                reference=reference,
-                provider_payment_id=provider_payment_id,
-                updated_since=since_param("updated_since", updated_since),
-                cursor=cursor,
-            )
-    except CursorError as exc:
-        raise problems.invalid("cursor", str(exc)) from None
+    async with state.pool.acquire() as conn:
+        items, next_cursor = await orders.list_orders(
+            conn,
+            limit=limit,
+            status=status,
+            provider=provider,
+            reference=reference,
+            provider_payment_id=provider_payment_id,
+            updated_since=since_param("updated_since", updated_since),
+            cursor=cursor,
+        )
     return OrderPage(items=items, next_cursor=next_cursor)
 
 

@@ -15,17 +15,17 @@ import msgspec
 from arq import ArqRedis
 from litestar import Request, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, Parameter, RawBody
+from litestar.params import FromPath, FromQuery, RawBody
 from litestar.response import Response, Stream
 
-from service import problems, runs
+from service import pages, problems, runs
 from service.api.bodies import decode, since_param
+from service.api.paging import Cursor, Limit
 from service.auth import SECURITY, requires
 from service.jobs import RECONCILE_JOB
 from service.problems import NotFoundError, UnavailableError
 from service.runs import Finding, FindingKind, ReconcileRun, RunParams, RunStatus, Trigger
 
-Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size (1–500).")]
 CSV = "text/csv"
 
 
@@ -46,14 +46,6 @@ class RunPage(msgspec.Struct, frozen=True):
 class FindingPage(msgspec.Struct, frozen=True):
     items: list[Finding]
     next_cursor: str | None
-
-
-def _cursor(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit() or len(value) > 18:
-        raise problems.invalid("cursor", f"{value[:40]!r} is not one this API gave out")
-    return int(value)
 
 
 def _wants_csv(request: Request[Any, Any, Any]) -> bool:
@@ -129,7 +121,7 @@ async def launch(
 async def list_runs(
     request: Request[Any, Any, Any],
     limit: Limit = 50,
-    cursor: FromQuery[str | None] = None,
+    cursor: Cursor = None,
     trigger: FromQuery[Trigger | None] = None,
 ) -> Response[Any]:
     """Runs, newest first, with keyset pagination (`next_cursor`); `Accept: text/csv` exports them all.
@@ -138,7 +130,7 @@ async def list_runs(
     PAYRECON_RECONCILE_AUDIT_EVERY: every order inside the horizon, paid ones too), `api` or `cli`.
     """
     pool = request.app.state.pool
-    before = _cursor(cursor)
+    _, before = pages.decode_cursor(cursor, int)
     if _wants_csv(request):
 
         async def rows() -> AsyncIterator[str]:
@@ -148,10 +140,9 @@ async def list_runs(
 
         return _csv(rows(), "reconciliation-runs.csv")
     async with pool.acquire() as conn:
-        page = await runs.list_runs(conn, before_id=before, limit=limit + 1, trigger=trigger)
-    more = len(page) > limit
-    items = page[:limit]
-    return Response(RunPage(items=items, next_cursor=str(items[-1].id) if more else None))
+        found = await runs.list_runs(conn, before_id=before, limit=limit + 1, trigger=trigger)
+    items, next_cursor = pages.cut(found, limit, lambda run: (run.started_at, run.id))
+    return Response(RunPage(items=items, next_cursor=next_cursor))
 
 
 async def _run_or_404(request: Request[Any, Any, Any], run_id: int) -> ReconcileRun:
@@ -193,12 +184,12 @@ async def list_findings(
     run_id: FromPath[int],
     kind: FromQuery[FindingKind | None] = None,
     limit: Limit = 100,
-    cursor: FromQuery[str | None] = None,
+    cursor: Cursor = None,
 ) -> Response[Any]:
     """A run's findings in order, optionally of one kind; `Accept: text/csv` exports them all."""
+    _, after = pages.decode_cursor(cursor, int)
     await _run_or_404(request, run_id)
     pool = request.app.state.pool
-    after = _cursor(cursor)
     if _wants_csv(request):
 
         async def rows() -> AsyncIterator[str]:
@@ -209,10 +200,9 @@ async def list_findings(
         suffix = f"-{kind.value}" if kind else ""
         return _csv(rows(), f"run-{run_id}-findings{suffix}.csv")
     async with pool.acquire() as conn:
-        page = await runs.list_findings(conn, run_id, kind=kind, after_id=after, limit=limit + 1)
-    more = len(page) > limit
-    items = page[:limit]
-    return Response(FindingPage(items=items, next_cursor=str(items[-1].id) if more else None))
+        found = await runs.list_findings(conn, run_id, kind=kind, after_id=after, limit=limit + 1)
+    items, next_cursor = pages.cut(found, limit, lambda finding: (finding.created_at, finding.id))
+    return Response(FindingPage(items=items, next_cursor=next_cursor))
 
 
 routes = [start_run, list_runs, get_run, list_findings]

@@ -16,9 +16,9 @@ from litestar.params import FromPath, FromQuery, Parameter
 
 from service import problems, rejections, replay
 from service.api.bodies import since_param
-from service.api.orders import Limit, Since
+from service.api.orders import Since
+from service.api.paging import Cursor, Limit
 from service.auth import SECURITY, requires
-from service.orders import CursorError
 from service.problems import ConflictError, NotFoundError
 from service.rejections import RejectedDelivery, RejectedDeliveryDetail
 from service.replay import ReplayResult
@@ -50,22 +50,19 @@ async def list_rejected(
     verified: FromQuery[Verified] = None,
     since: Since = None,
     limit: Limit = 50,
-    cursor: FromQuery[str | None] = None,
+    cursor: Cursor = None,
 ) -> RejectedPage:
     """Refused deliveries and held ones (`verified`: signed, but not processable as sent), oldest first."""
-    try:
-        async with state.pool.acquire() as conn:
-            items, next_cursor = await rejections.list_rejected(
-                conn,
-                limit=limit,
-                provider=provider,
-                reason=reason,
-                verified=verified,
-                since=since_param("since", since),
-                cursor=cursor,
-            )
-    except CursorError as exc:
-        raise problems.invalid("cursor", str(exc)) from None
+    async with state.pool.acquire() as conn:
+        items, next_cursor = await rejections.list_rejected(
+            conn,
+            limit=limit,
+            provider=provider,
+            reason=reason,
+            verified=verified,
+            since=since_param("since", since),
+            cursor=cursor,
+        )
     return RejectedPage(items=items, next_cursor=next_cursor)
 
 

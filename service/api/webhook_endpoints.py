@@ -12,8 +12,9 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Response
 
-from service import problems
+from service import pages, problems
 from service.api.bodies import strictly
+from service.api.paging import Cursor
 from service.auth import SECURITY, requires
 from service.notify import deliveries, endpoints, jobs
 from service.notify.deliveries import Delivery
@@ -35,6 +36,7 @@ EventTypes = Annotated[
 ]
 Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00]*$", description="For people.")]
 EndpointId = Annotated[int, Parameter(ge=1, le=2**63 - 1, description="The endpoint's id.")]
+# Smaller pages than the other lists (service/api/paging.py): each delivery carries all its attempts.
 Limit = Annotated[int, Parameter(ge=1, le=200, description="Page size (1–200).")]
 
 
@@ -215,18 +217,15 @@ async def list_deliveries(
     endpoint_id: FromPath[EndpointId],
     status: FromQuery[Literal["pending", "delivered", "failed"] | None] = None,
     limit: Limit = 50,
-    cursor: FromQuery[str | None] = None,
+    cursor: Cursor = None,
 ) -> DeliveryPage:
     """The delivery log, newest first: each delivery's status and every attempt (HTTP code, latency, error)."""
-    if cursor is not None and (not cursor.isdigit() or len(cursor) > 18):
-        raise problems.invalid("cursor", f"{cursor[:40]!r} is not one this API gave out")
+    _, before = pages.decode_cursor(cursor, int)
     await _endpoint_or_404(state, endpoint_id)
     async with state.pool.acquire() as conn:
-        page = await deliveries.list_deliveries(
-            conn, endpoint_id, status=status, before_id=int(cursor) if cursor else None, limit=limit + 1
-        )
-    items = page[:limit]
-    return DeliveryPage(items=items, next_cursor=str(items[-1].id) if len(page) > limit else None)
+        found = await deliveries.list_deliveries(conn, endpoint_id, status=status, before_id=before, limit=limit + 1)
+    items, next_cursor = pages.cut(found, limit, lambda delivery: (delivery.created_at, delivery.id))
+    return DeliveryPage(items=items, next_cursor=next_cursor)
 
 
 @post(

@@ -14,7 +14,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Stream, Template
 
-from service import orders, runs
+from service import orders, pages, runs
 from service.notify import deliveries
 from service.ops import audit, overview, web
 from service.ops.chart import runs_chart
@@ -163,7 +163,7 @@ async def quarantine_page(
             events, next_cursor = await orders.list_quarantined(
                 conn, limit=PAGE, provider=provider or None, cursor=cursor
             )
-        except orders.CursorError:
+        except pages.CursorError:
             events, next_cursor = [], None
     return web.render(
         request,

@@ -12,7 +12,7 @@ import pytest
 from providers.base import PaymentStatus
 from service import ledger
 from service.model import Source
-from service.orders import encode_cursor
+from service.pages import encode_cursor
 from tests.service.test_ledger import event, register
 from tests.service.test_orders_api import api, base_url, problem_key
 

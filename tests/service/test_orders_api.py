@@ -14,7 +14,7 @@ from providers.base import PaymentStatus
 from service import apikeys, ledger
 from service.app import create_app
 from service.model import Source
-from service.orders import encode_cursor
+from service.pages import encode_cursor
 from service.serving import serving
 from service.settings import Settings
 from tests.gateways import configured
