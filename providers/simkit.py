@@ -11,7 +11,7 @@ import abc
 import asyncio
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypedDict, TypeVar, Unpack
 
 import httpx
 import msgspec
@@ -20,7 +20,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody, RawBody
 from litestar.types import ASGIApp
 
-from providers.base import Clock, PaymentStatus
+from providers.base import Clock, PaymentStatus, utcnow
 
 StructT = TypeVar("StructT", bound=msgspec.Struct)
 
@@ -211,10 +211,21 @@ class RefundIn(msgspec.Struct, kw_only=True):
     amount: int
 
 
+class SimOptions(TypedDict, total=False):
+    """What every simulator takes besides its own credentials (the registry's factory passes the first three)."""
+
+    webhook_url: str | None  # where its webhooks go; None: sends none
+    faults: Faults | None  # how it misbehaves; None: not at all
+    client: httpx.AsyncClient | None  # what delivers its webhooks (tests pass a MockTransport's)
+    account: str  # the account name of its `gateway_config` table
+    clock: Clock  # the gateway's time
+
+
 class SimulatorBase(abc.ABC):
     """The scaffolding of a `SimulatedGateway`: account, clock, fault knobs, dispatcher, `/_sim/` API.
 
-    A subclass passes its delivery rule (`accepts`) and retry schedule to `__init__` and implements
+    A subclass takes its credentials and `**options: Unpack[SimOptions]`, passes those on with its
+    delivery rule (`accepts`) and retry schedule to `__init__`, and implements
     the gateway: `create_payment`, `set_status`, `refund`, `gateway_config`, `asgi_app` (serving
     `control_routes(self)` beside the gateway's API), and for the control API `view` and
     `references`; `moves` and `move` when its `/status` body also takes the gateway's native codes.
@@ -227,22 +238,20 @@ class SimulatorBase(abc.ABC):
     conflict_status: ClassVar[int] = 409  # the control API's answer to a change the gateway refuses
 
     def __init__(
-        self,
-        *,
-        webhook_url: str | None,
-        faults: Faults | None,
-        client: httpx.AsyncClient | None,
-        account: str,
-        clock: Clock,
-        retry_delays: Sequence[float],
-        accepts: Accepts = accepts_2xx,
+        self, *, retry_delays: Sequence[float], accepts: Accepts = accepts_2xx, **options: Unpack[SimOptions]
     ) -> None:
-        self.webhook_url = webhook_url
+        unknown = options.keys() - SimOptions.__optional_keys__  # Unpack types them; this refuses a typo at run time
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments {sorted(unknown)}")
+        faults = options.get("faults")
+        self.webhook_url = options.get("webhook_url")
         self.faults = faults if faults is not None else Faults()
-        self.dispatcher = WebhookDispatcher(self.faults, retry_delays=retry_delays, accepts=accepts, client=client)
+        self.dispatcher = WebhookDispatcher(
+            self.faults, retry_delays=retry_delays, accepts=accepts, client=options.get("client")
+        )
         self.api_rng = random.Random(self.faults.seed)  # noqa: S311 - the status-API knobs' dice, not security
-        self.account = account
-        self.clock = clock
+        self.account = options.get("account", "default")
+        self.clock = options.get("clock", utcnow)
 
     def now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)

@@ -44,7 +44,7 @@ async def wide_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 def make_event(
     order_id: str, key: str, status: PaymentStatus, second: int, refunded: int | None, amount: int
 ) -> PaymentEvent:
-    paid = status.layer >= 3
+    paid = status.is_paid
     return PaymentEvent(
         provider="momo",
         dedupe_key=f"{order_id}:{key}",

@@ -144,14 +144,14 @@ async def test_sql_step_refuses_nothing_it_should_apply(pool: asyncpg.Pool, stat
     row = await pool.fetchrow(
         sql.APPLY,
         "momo", "k1", "default", "o1", None, status, AMOUNT, "VND",
-        "A" if status.layer >= 3 else None, AMOUNT if status is S.REFUNDED else None, T0,
+        "A" if status.is_paid else None, AMOUNT if status is S.REFUNDED else None, T0,
         None, None, "webhook", {}, None, None,
     )  # fmt: skip
     assert row is not None
     expected = decide(Facts(amount=AMOUNT, currency="VND"), News(
         status=status, at=T0, amount=AMOUNT, currency="VND",
         refunded_amount=AMOUNT if status is S.REFUNDED else None,
-        provider_payment_id="A" if status.layer >= 3 else None,
+        provider_payment_id="A" if status.is_paid else None,
     ))  # fmt: skip
     assert OutcomeKind(row["kind"]) is expected.kind
     assert row["after_status"] == expected.after.status

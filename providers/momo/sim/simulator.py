@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
-import httpx
 import msgspec
 from litestar.types import ASGIApp
 
-from providers.base import Clock, PaymentStatus, utcnow
+from providers.base import PaymentStatus
 from providers.momo.sim.app import StatusIn, build_app
 from providers.momo.sim.state import AMOUNT_LIMITS, MESSAGES, ORDER_ID, REFUND_LIMITS, Payment, Refund, sign_sorted
-from providers.simkit import Faults, SimPayment, SimulatorBase, post_json
+from providers.simkit import SimOptions, SimPayment, SimulatorBase, post_json
 
 DEFAULT_PARTNER_CODE = "MOMOPAYRECON2026"  # made-up test credentials of vectors.json
 DEFAULT_ACCESS_KEY = "PRtestAccessKey01"
@@ -54,24 +53,13 @@ class Simulator(SimulatorBase):
     def __init__(
         self,
         *,
-        webhook_url: str | None = None,
-        faults: Faults | None = None,
-        client: httpx.AsyncClient | None = None,
-        account: str = "default",
         partner_code: str = DEFAULT_PARTNER_CODE,
         access_key: str = DEFAULT_ACCESS_KEY,
         secret_key: str = DEFAULT_SECRET_KEY,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
-        clock: Clock = utcnow,
+        **options: Unpack[SimOptions],
     ) -> None:
-        super().__init__(
-            webhook_url=webhook_url,
-            faults=faults,
-            client=client,
-            account=account,
-            clock=clock,
-            retry_delays=retry_delays,
-        )
+        super().__init__(retry_delays=retry_delays, **options)
         self.partner_code = partner_code
         self.access_key = access_key
         self.secret_key = secret_key

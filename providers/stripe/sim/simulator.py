@@ -13,14 +13,14 @@ import json
 import random
 import string
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 from litestar import Response
 from litestar.types import ASGIApp
 
-from providers.base import Clock, PaymentStatus, utcnow
-from providers.simkit import Faults, SimPayment, SimulatorBase
+from providers.base import PaymentStatus
+from providers.simkit import SimOptions, SimPayment, SimulatorBase
 from providers.stripe.sim.app import SimulatorError, build_app, render_intent, stripe_error
 from providers.stripe.sim.signing import sign_header
 
@@ -43,24 +43,13 @@ class Simulator(SimulatorBase):
     def __init__(
         self,
         *,
-        webhook_url: str | None = None,
-        faults: Faults | None = None,
-        client: httpx.AsyncClient | None = None,
         api_key: str = TEST_API_KEY,
         webhook_secrets: Sequence[str] = (TEST_WEBHOOK_SECRET,),
-        account: str = "default",
         test_mode: bool = True,  # test-mode deliveries carry a decoy v0 signature
         retry_delays: Sequence[float] = (0.05, 0.1, 0.2),  # sandbox: 3 retries (hours, compressed)
-        clock: Clock = utcnow,
+        **options: Unpack[SimOptions],
     ) -> None:
-        super().__init__(
-            webhook_url=webhook_url,
-            faults=faults,
-            client=client,
-            account=account,
-            clock=clock,
-            retry_delays=retry_delays,
-        )
+        super().__init__(retry_delays=retry_delays, **options)
         self.api_key = api_key
         self.webhook_secrets = list(webhook_secrets)
         self.test_mode = test_mode

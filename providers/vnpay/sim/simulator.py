@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from typing import Unpack
 
 import httpx
 import msgspec
 from litestar.types import ASGIApp
 
-from providers.base import Clock, PaymentStatus, utcnow
-from providers.simkit import Faults, SimPayment, SimulatorBase
+from providers.base import PaymentStatus
+from providers.simkit import SimOptions, SimPayment, SimulatorBase
 from providers.vnpay.sim.app import build_app
 from providers.vnpay.sim.signing import build_pay_url, signed_query_string, vnp_date
 from providers.vnpay.sim.state import SimRefund, SimTransaction
@@ -62,24 +63,12 @@ class Simulator(SimulatorBase):
     def __init__(
         self,
         *,
-        webhook_url: str | None = None,
-        faults: Faults | None = None,
-        client: httpx.AsyncClient | None = None,
         tmn_code: str = TEST_TMN_CODE,
         hash_secret: str = TEST_HASH_SECRET,
-        account: str = "default",
         retry_delays: Sequence[float] = VNPAY_RETRY_DELAYS,
-        clock: Clock = utcnow,
+        **options: Unpack[SimOptions],
     ) -> None:
-        super().__init__(
-            webhook_url=webhook_url,
-            faults=faults,
-            client=client,
-            account=account,
-            clock=clock,
-            retry_delays=retry_delays,
-            accepts=accepts_vnpay,
-        )
+        super().__init__(retry_delays=retry_delays, accepts=accepts_vnpay, **options)
         self.tmn_code = tmn_code
         self.hash_secret = hash_secret
         self.payments: dict[str, SimTransaction] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import msgspec
@@ -21,8 +21,8 @@ from litestar.types import ASGIApp
 
 from payrecon_zalopay.sim.app import StatusIn, build_app
 from payrecon_zalopay.sim.state import APP_TRANS_ID, VIETNAM, Payment, zalopay_mac
-from providers.base import Clock, PaymentStatus, utcnow
-from providers.simkit import Faults, SimPayment, SimulatorBase, post_json
+from providers.base import PaymentStatus
+from providers.simkit import SimOptions, SimPayment, SimulatorBase, post_json
 
 DEFAULT_APP_ID = 2026  # made-up test credentials
 DEFAULT_KEY1 = "ZPtestKey1-payrecon-0123456789abc"
@@ -49,25 +49,13 @@ class Simulator(SimulatorBase):
     def __init__(
         self,
         *,
-        webhook_url: str | None = None,
-        faults: Faults | None = None,
-        client: httpx.AsyncClient | None = None,
-        account: str = "default",
         app_id: int = DEFAULT_APP_ID,
         key1: str = DEFAULT_KEY1,
         key2: str = DEFAULT_KEY2,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
-        clock: Clock = utcnow,
+        **options: Unpack[SimOptions],
     ) -> None:
-        super().__init__(
-            webhook_url=webhook_url,
-            faults=faults,
-            client=client,
-            account=account,
-            clock=clock,
-            retry_delays=retry_delays,
-            accepts=accepts,
-        )
+        super().__init__(retry_delays=retry_delays, accepts=accepts, **options)
         self.app_id = app_id
         self.key1 = key1
         self.key2 = key2
