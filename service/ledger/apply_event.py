@@ -70,6 +70,20 @@ returning {_EVENT_COLUMNS}
 """
 
 
+# The quarantined events waiting for an order ($1) whose references are the rows of ($2, $3, $4):
+# those under one of its references, and those claiming its id for one of its gateways. Two
+# halves, each an index probe (payment_events_quarantine_idx per reference, then
+# payment_events_quarantine_claimed_idx): written as one OR, no index serves the reference half,
+# and PostgreSQL read the whole quarantine on every registration and release (bench/RESULTS.md,
+# "Cost against history"). UNION, not UNION ALL: an event may be both under a reference and claiming.
+_WAITING = f"""
+select {_EVENT_COLUMNS} from payment_events
+where order_id is null and (provider, account, reference) in (select * from unnest($2::text[], $3::text[], $4::text[]))
+union
+select {_EVENT_COLUMNS} from payment_events
+where order_id is null and claimed_order_id = $1 and provider = any($2::text[])
+"""
+
 _STORED_OUTCOME = "select id, order_id, outcome from payment_events where provider = $1 and dedupe_key = $2"
 
 
@@ -240,10 +254,7 @@ async def replay(conn: Conn, order_id: str, *, current: int | None = None) -> li
         )
         held = {(r["provider"], r["account"], r["reference"]) for r in refs}
         rows = await conn.fetch(
-            f"""select {_EVENT_COLUMNS} from payment_events
-                where order_id is null
-                  and ((provider, account, reference) in (select * from unnest($2::text[], $3::text[], $4::text[]))
-                       or (claimed_order_id = $1 and provider = any($2::text[])))""",
+            _WAITING,
             order_id,
             [r[0] for r in held],
             [r[1] for r in held],
