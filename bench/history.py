@@ -132,7 +132,8 @@ def main() -> None:
     print(pgserver.describe())
     names = [n for n in args.gateways.split(",") if n]
     empty = [ingest.Gateway(n, args.events, tag="e") for n in names]
-    full = [ingest.Gateway(n, args.events, tag="f") for n in names]
+    # The same simulators again: a gateway's second batch continues its numbering (ingest.Gateway).
+    full = [ingest.Gateway(g.name, args.events, tag="f", sim=g.sim) for g in empty]
     options = {"seconds": args.seconds, "connections": args.connections, "pg_clients": args.pg_clients}
     with pgserver.private_postgres() as url, tempfile.TemporaryDirectory() as folder:
         folder_path = Path(folder)

@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import ceiling
@@ -51,10 +52,16 @@ CEILING_ORDERS = 100_000
 class Gateway:
     """One simulated gateway: registers its orders in bulk and writes its pre-signed deliveries."""
 
-    def __init__(self, name: str, count: int, tag: str = "") -> None:
+    def __init__(self, name: str, count: int, tag: str = "", sim: Any = None) -> None:
+        """`sim`: the simulator of an earlier figure, for a second batch of the same gateway's deliveries.
+
+        One gateway numbers its payments once: a second simulator would count MoMo's transIds from
+        the same start again, so the second batch's IPNs would carry the first's dedupe keys and be
+        answered as duplicates instead of applied.
+        """
         self.name, self.count = name, count
         self.amount, self.currency = PRICES[name]
-        self.sim = {"stripe": StripeSimulator, "momo": MomoSimulator, "vnpay": VnpaySimulator}[name]()
+        self.sim = sim or {"stripe": StripeSimulator, "momo": MomoSimulator, "vnpay": VnpaySimulator}[name]()
         self.orders = [f"{name}{tag}-{i:07d}" for i in range(count)]
 
     def references(self) -> Iterator[tuple[str, str]]:
