@@ -65,11 +65,16 @@ SLOW = os.environ.get("PAYRECON_BENCH_PG_SLOW")
 
 
 @contextlib.contextmanager
-def private_postgres(settings: dict[str, str] | None = None) -> Iterator[str]:
-    """Start a fresh PostgreSQL; yield the URL of its `postgres` database; stop and delete it after."""
+def private_postgres(settings: dict[str, str] | None = None, preload: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start a fresh PostgreSQL; yield the URL of its `postgres` database; stop and delete it after.
+
+    `preload`: libraries for shared_preload_libraries (beside auto_explain when SLOW is set).
+    """
+    libraries = [*(("auto_explain",) if SLOW else ()), *preload]
+    if libraries:
+        settings = {"shared_preload_libraries": f"'{','.join(libraries)}'", **(settings or {})}
     if SLOW:
         settings = {
-            "shared_preload_libraries": "'auto_explain'",
             "auto_explain.log_min_duration": f"'{SLOW}'",
             "auto_explain.log_analyze": "off",
             "log_min_duration_statement": f"'{SLOW}'",
