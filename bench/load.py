@@ -71,7 +71,10 @@ def write_requests(path: Path, requests: Iterable[Request]) -> int:
     return count
 
 
-def run_wrk(url: str, requests_file: Path, *, seconds: float, connections: int, threads: int = 2) -> WrkResult:
+def run_wrk(
+    url: str, requests_file: Path, *, seconds: float, connections: int, threads: int = 2, skip: int = 0
+) -> WrkResult:
+    """wrk over the file's requests (from line `skip` on) for `seconds`."""
     command = [
         wrk_binary(),
         f"-t{threads}",
@@ -85,6 +88,7 @@ def run_wrk(url: str, requests_file: Path, *, seconds: float, connections: int, 
         "--",
         str(requests_file),
         str(threads),
+        str(skip),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
