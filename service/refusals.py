@@ -13,9 +13,14 @@ from, at a cost that does not grow with its rate.
 
 Verified deliveries never pass through here: a held delivery is always stored (service/ingest.py).
 
-State is per process (each `serve` worker samples on its own); bounded in memory: at most
-`MAX_BUCKETS` buckets (least recently used go first: a forgotten key simply starts full again)
-and `MAX_TALLIES` tally keys (beyond that, counts go to the key's `*` source).
+State is per process (each `serve` worker samples on its own) and bounded in memory. A bucket
+that has filled up again is the same as a new one, so it is dropped: the buckets held are those
+of keys refused within the last burst/rate seconds (20 s by default), at most `MAX_BUCKETS` of
+them (least recently used go first: a forgotten key simply starts full again). Without that,
+every source ever refused kept its bucket (about 340 bytes) until 10,000 of them had: 3.4 MB per
+worker that even a slow trickle of junk from ever new addresses fills (bench/memory.py, issue 14.7).
+Tallies: at most `MAX_TALLIES` keys (beyond that, counts go to the key's `*` source), drained
+at every flush.
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ class TokenBucket:
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate, self.burst, self.tokens, self.updated = rate, burst, burst, now
 
+    def full(self, now: float) -> bool:
+        """Refilled to the burst by `now`: indistinguishable from a new bucket."""
+        return self.tokens + (now - self.updated) * self.rate >= self.burst
+
     def take(self, now: float) -> bool:
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
@@ -101,6 +110,7 @@ class RefusalSampler:
         now = self.clock()
         bucket = self.buckets.get(key)
         if bucket is None:
+            self._forget_full(now)
             bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, now)
             if len(self.buckets) > MAX_BUCKETS:
                 self.buckets.popitem(last=False)
@@ -108,6 +118,15 @@ class RefusalSampler:
             self.buckets.move_to_end(key)
         # The key's own bucket first: a source over its budget must not drain the shared one.
         return bucket.take(now) and self.total.take(now)
+
+    def _forget_full(self, now: float) -> None:
+        # Least recently used first: once the oldest is not full yet, the younger ones (used later,
+        # so refilling for less time) are kept too. Each bucket is dropped once: O(1) amortized.
+        while self.buckets:
+            oldest = next(iter(self.buckets.values()))
+            if not oldest.full(now):
+                return
+            self.buckets.popitem(last=False)
 
     def tally(self, key: Key, body_sha256: str, at: datetime) -> None:
         provider, reason, _ = key

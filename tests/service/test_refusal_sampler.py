@@ -78,3 +78,35 @@ def test_bucket_memory_is_bounded() -> None:
     for n in range(refusals.MAX_BUCKETS + 50):
         sampler.admit(("stripe", "signature", str(n)))
     assert len(sampler.buckets) == refusals.MAX_BUCKETS
+
+
+def test_buckets_are_held_only_for_keys_refused_within_burst_over_rate_seconds() -> None:
+    # A refilled bucket is a new one: a key refused once and not since costs no memory 20 s later,
+    # however many distinct sources have come and gone (bench/memory.py: a bucket is ~340 bytes).
+    clock = Clock()
+    sampler = RefusalSampler(rate=1.0, burst=20, total=1e9, clock=clock)
+    for n in range(3_000):  # 3,000 new sources, one every 10 ms: 30 s in all
+        clock.now = n / 100
+        sampler.admit(("momo", "signature", f"198.18.{n // 256}.{n % 256}"))
+    # Each new source spent a token: its bucket is full again 1 s after it came; a source is
+    # dropped once a later new key finds it full (LRU order), so about the last 100 are held.
+    assert 90 <= len(sampler.buckets) <= 110
+    drained = ("momo", "signature", "203.0.113.1")
+    assert [sampler.admit(drained) for _ in range(21)] == [True] * 20 + [False]
+    clock.now += 19.5  # not refilled yet: its bucket must be kept, or it would start full again
+    sampler.admit(("momo", "signature", "203.0.113.2"))
+    assert drained in sampler.buckets
+    assert [sampler.admit(drained) for _ in range(20)] == [True] * 19 + [False]  # 19.5 tokens came back
+
+
+def test_a_key_admitted_again_keeps_its_bucket_until_it_refills() -> None:
+    clock = Clock()
+    sampler = RefusalSampler(rate=0.5, burst=2, total=1e9, clock=clock)
+    key = ("vnpay", "signature", "198.51.100.7")
+    assert [sampler.admit(key) for _ in range(3)] == [True, True, False]
+    clock.now = 3.0  # 1.5 tokens back of 2: not full
+    sampler.admit(("vnpay", "signature", "198.51.100.8"))
+    assert key in sampler.buckets
+    clock.now = 8.0  # refilled: the next new key drops both
+    sampler.admit(("vnpay", "signature", "198.51.100.9"))
+    assert list(sampler.buckets) == [("vnpay", "signature", "198.51.100.9")]
