@@ -14,12 +14,12 @@ from datetime import datetime
 
 import asyncpg
 import click
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from providers.gateway import Connected
 from reconciler import report as reports
+from reconciler.http import http_client
 from reconciler.run import RunEnv, count_due, execute
 from service import db, embedded, migrate, runs, since
 from service.cli import CliError, get_settings, run_async
@@ -115,7 +115,7 @@ def reconcile(provider: str | None, since: str | None, dry_run: bool) -> None:
     with embedded.resolved(settings, redis=False) as s:
 
         async def main() -> RunStatus:
-            async with opened_pool(s) as pool, httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
+            async with opened_pool(s) as pool, http_client(gateways) as http:
                 env = RunEnv(pool=pool, gateways=gateways, http=http, settings=s)
                 async with pool.acquire() as conn:
                     run = await runs.create_run(conn, trigger=Trigger.CLI, params=params, dry_run=dry_run)

@@ -35,6 +35,7 @@ from providers.registry import gateways as installed_gateways
 from providers.simkit import Faults, SimulatedGateway
 from reconciler import report
 from reconciler.demo_shop import Shop
+from reconciler.http import http_client
 from reconciler.worker import close_worker, create_worker
 from service import apikeys, db, embedded, migrate
 from service.app import create_app
@@ -132,7 +133,7 @@ async def story(s: Settings, console: Console, *, once: bool, per_gateway: int, 
             s, gateways=str(toml_path), port=port, reconcile_grace=1.0, log_level="WARNING"
         )
         await stack.enter_async_context(serving(create_app(app_settings, gateways=gateways), port))
-        worker_http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
+        worker_http = await stack.enter_async_context(http_client(gateways))
         # No cron during the story: a slot's run could lease the orders the story's run is about.
         story_worker = await stack.enter_async_context(running_worker(app_settings, gateways, worker_http, cron=False))
         async with pool.acquire() as conn:

@@ -23,11 +23,12 @@ from providers.base import StatusQuery
 from providers.gateway import Connected
 from reconciler import candidates
 from reconciler.catch_up import catch_up_all
+from reconciler.findings import Checked, Findings, Progress
 from reconciler.limits import CircuitOpenError, Limits
 from reconciler.participants import BEATS_PER_PERIOD, Participant, release_gone
-from reconciler.verdict import MISMATCH_ANOMALY, Answer, Verdict, judge
+from reconciler.verdict import Answer
 from service import breakers, ledger, logs, metrics, runs
-from service.db import UNAVAILABLE_ERRORS, transaction
+from service.db import UNAVAILABLE_ERRORS
 from service.model import Source
 from service.runs import FindingKind, ReconcileRun, RunStatus
 from service.settings import Settings
@@ -35,7 +36,6 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 600.0  # a claimed order is this run's until then, even if its worker dies
-Progress = Callable[[FindingKind, str], None]
 
 
 class RunEnv:
@@ -125,8 +125,6 @@ async def _take_part(
         limits = Limits(gateways)
         rule = env.rule(run, holder=me.id)
         await candidates.prepare(env.pool, rule)
-        if lead:
-            await candidates.plan(env.pool, rule)
         stream = candidates.stream(env.pool, rule, prepared=True)
         try:
             checked = await _check_candidates(env, run, gateways, limits, progress, stream, me)
@@ -154,20 +152,25 @@ async def _check_candidates(
     me: Participant,
 ) -> int:
     # Enough orders in flight to keep every account's query slots busy, and no more: memory
-    # holds a batch and the in-flight orders, whatever the number of candidates.
-    room = asyncio.Semaphore(limits.capacity() * 2)
+    # holds a batch and the in-flight orders, whatever the number of candidates. An order holds
+    # its place through its query and then its ledger apply (and, for one in a batch, the
+    # findings' write): three places per slot keep a slot's next order waiting for it while the
+    # database, on a busy server, takes as long as two queries.
+    room = asyncio.Semaphore(limits.capacity() * 3)
+    found = Findings(env.pool, run, holder=me.id, size=env.settings.reconcile_batch, progress=progress)
     checked = 0
 
-    def done(_: asyncio.Task[Verdict]) -> None:
+    def done(_: asyncio.Task[None]) -> None:
         room.release()
 
     async with asyncio.TaskGroup() as group:
         async for candidate in source:
             await room.acquire()
-            group.create_task(check_order(env, run, candidate, gateways, limits, progress)).add_done_callback(done)
+            group.create_task(check_order(env, run, candidate, gateways, limits, found)).add_done_callback(done)
             checked += 1
             if me.expelled:  # declared gone: whatever it still holds is someone else's to check now
                 break
+    await found.flush()
     return checked
 
 
@@ -177,16 +180,14 @@ async def check_order(
     order: candidates.Candidate,
     gateways: Mapping[str, Connected],
     limits: Limits,
-    progress: Progress | None = None,
-) -> Verdict:
-    """Ask every reference of the order at the run's gateways, apply each answer, record one finding."""
+    found: Findings,
+) -> None:
+    """Ask every reference of the order at the run's gateways and apply each answer; `found` records the finding."""
     with logs.bound(gateway=order.provider, account=order.account, order_id=order.id):
         answers, not_asked = await ask(
             env, order, gateways, limits, source=Source.RECONCILER, dry_run=run.dry_run, run=run
         )
-        verdict = await _conclude(env, run, order, answers, not_asked, progress)
-        log.debug("run %s: %s", run.id, verdict.kind.value, extra={"outcome": verdict.kind.value})
-        return verdict
+    await found.add(Checked(order, answers, not_asked))
 
 
 async def ask(
@@ -247,57 +248,6 @@ async def ask(
     return answers, not_asked
 
 
-async def _conclude(
-    env: RunEnv,
-    run: ReconcileRun,
-    order: candidates.Candidate,
-    answers: list[Answer],
-    not_asked: int,
-    progress: Progress | None,
-) -> Verdict:
-    """Judge the answers, record the run's finding (and a mismatch anomaly), release the order."""
-    async with transaction(env.pool) as conn:
-        now = await candidates.order_status(conn, order.id) or order.status
-        verdict = judge(
-            provider=order.provider,
-            account=order.account,
-            ledger_before=order.status,
-            ledger_now=now,
-            answers=answers,
-            dry_run=run.dry_run,
-        )
-        if answers and not_asked == len(answers):  # no gateway was asked at all: not checked, not an error
-            verdict = replace(verdict, kind=FindingKind.SKIPPED, gateway_status=None)
-        await runs.record_finding(
-            conn,
-            run.id,
-            order_id=order.id,
-            provider=verdict.provider,
-            account=verdict.account,
-            kind=verdict.kind,
-            from_status=verdict.from_status,
-            to_status=verdict.to_status,
-            gateway_status=verdict.gateway_status,
-            detail=verdict.detail,
-        )
-        if verdict.flag_mismatch and not run.dry_run:
-            # One anomaly per order (no event id): asking again and hearing the same must not pile up rows.
-            said = [a.event.dedupe_key for a in answers if a.event is not None]
-            await ledger.record_anomaly(
-                conn,
-                MISMATCH_ANOMALY,
-                order_id=order.id,
-                event_id=None,
-                detail={"ledger": now, "gateway": verdict.gateway_status, "run_id": run.id, "answers": said},
-            )
-        failed = verdict.kind in (FindingKind.ERROR, FindingKind.SKIPPED)
-        await candidates.release(conn, run.id, order.id, failed=failed, dry_run=run.dry_run)
-    metrics.FINDINGS.labels(verdict.provider, verdict.kind.value).inc()
-    if progress is not None:
-        progress(verdict.kind, verdict.provider)
-    return verdict
-
-
 async def _timed(provider: str, account: str, fetch: Callable[..., Any], *args: Any) -> Any:
     """One status query, its time and its failure counted per gateway account."""
     started = time.perf_counter()
@@ -349,19 +299,26 @@ async def _settle(
     """The lead's last stretch: check what is left of the plan until no participant holds an order.
 
     Left over: orders whose participant is gone (their leases released on its missed heartbeat)
-    and orders a sweep's cursor passed while another participant held them. Live helpers'
-    leases are waited for; a lease held elsewhere past LEASE_SECONDS ends the wait (skipped).
+    and orders a walk passed while another run held them. Live helpers' leases are waited for; a
+    lease held elsewhere past LEASE_SECONDS ends the wait (skipped). A walk of the plan reads all
+    of it, so it is taken when something may be left: first, after a participant is found gone,
+    and once no participant of the run holds an order.
     """
     deadline = time.monotonic() + LEASE_SECONDS
+    walk = True
     while time.monotonic() < deadline and not me.expelled:
         async with env.pool.acquire() as conn:
-            await release_gone(conn, run.id)
-        more = await _check_candidates(env, run, gateways, limits, progress, candidates.remainder(env.pool, rule), me)
+            walk = await release_gone(conn, run.id) > 0 or walk
+        more = 0
+        if walk:
+            rest = candidates.stream(env.pool, rule, prepared=True)  # the plan walked again: what is left
+            more = await _check_candidates(env, run, gateways, limits, progress, rest, me)
         async with env.pool.acquire() as conn:
             held = await candidates.live_leases(conn, run.id)
-        if held == 0 and more == 0:
+        if walk and held == 0 and more == 0:
             return
-        if more == 0:
+        walk = more > 0 or held == 0
+        if not walk:
             await asyncio.sleep(min(0.2, env.settings.run_heartbeat / BEATS_PER_PERIOD))
 
 

@@ -34,6 +34,7 @@ from arq.worker import Worker
 
 from providers.gateway import Connected
 from reconciler import candidates
+from reconciler.http import http_client
 from reconciler.limits import Limits
 from reconciler.resilience import ResilientWorker
 from reconciler.run import RunEnv, ask, count_due, execute
@@ -91,8 +92,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     http: httpx.AsyncClient | None = ctx.get("http")
     ctx["own_http"] = http is None
     if http is None:
-        # Per-account limits are the reconciler's; the client only needs room for all of them.
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0), limits=httpx.Limits(max_connections=100))
+        http = http_client(gateways)
     env = ctx["env"] = RunEnv(pool=pool, gateways=gateways, http=http, settings=settings)
     webhook_jobs.open_client(ctx)
     if ctx.get("watch", True):

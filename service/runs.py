@@ -76,6 +76,19 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class NewFinding(msgspec.Struct, frozen=True, kw_only=True):
+    """A finding about to be recorded (`record_findings`): what a check of one order concluded."""
+
+    order_id: str
+    provider: str
+    account: str
+    kind: FindingKind
+    from_status: str | None = None
+    to_status: str | None = None
+    gateway_status: str | None = None
+    detail: str | None = None
+
+
 _RUN_COLUMNS = "id, slot, trigger, status, params, dry_run, counts, error, started_at, finished_at"
 _FINDING_COLUMNS = (
     "id, run_id, order_id, provider, account, kind, from_status, to_status, gateway_status, detail, created_at"
@@ -193,7 +206,7 @@ async def finish_run(
 async def record_skipped(conn: Conn, run_id: int) -> tuple[int, int]:
     """A `skipped` finding for each planned candidate the run did not check; returns (planned, skipped).
 
-    The plan is `run_candidates`, written as the run starts (reconciler.candidates.plan) and dropped
+    The plan is `run_candidates`, written as the run starts (reconciler.candidates.prepare) and dropped
     when the run ends (finish_run).
     """
     skipped = await conn.fetch(
@@ -302,22 +315,51 @@ async def record_finding(
     detail: str | None = None,
 ) -> bool:
     """One finding per (run, order): False when the order has one in this run already."""
-    found = await conn.fetchval(
-        """insert into reconcile_findings
-               (run_id, order_id, provider, account, kind, from_status, to_status, gateway_status, detail)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           on conflict (run_id, order_id) do nothing returning id""",
-        run_id,
-        order_id,
-        provider,
-        account,
-        kind.value,
-        from_status,
-        to_status,
-        gateway_status,
-        detail,
+    found = NewFinding(
+        order_id=order_id,
+        provider=provider,
+        account=account,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        gateway_status=gateway_status,
+        detail=detail,
     )
-    return found is not None
+    return await record_findings(conn, run_id, [found]) == 1
+
+
+async def record_findings(conn: Conn, run_id: int, findings: Sequence[NewFinding]) -> int:
+    """Several orders' findings in one statement, one per (run, order); returns how many were new.
+
+    An order with a finding in this run already keeps its first. Rows go in in order id order: two
+    batches meeting on the same orders (a participant declared gone, and the one checking its
+    orders again) wait for each other in one direction only, never in a cycle.
+    """
+    rows = sorted(findings, key=lambda f: f.order_id)
+    added = await conn.fetchval(
+        """with added as (
+               insert into reconcile_findings
+                   (run_id, order_id, provider, account, kind, from_status, to_status, gateway_status, detail)
+               select $1, f.order_id, f.provider, f.account, f.kind, f.from_status, f.to_status, f.gateway_status,
+                      f.detail
+               from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                           $9::text[]) with ordinality
+                    as f (order_id, provider, account, kind, from_status, to_status, gateway_status, detail, n)
+               order by f.n
+               on conflict (run_id, order_id) do nothing
+               returning 1)
+           select count(*) from added""",
+        run_id,
+        [f.order_id for f in rows],
+        [f.provider for f in rows],
+        [f.account for f in rows],
+        [f.kind.value for f in rows],
+        [f.from_status for f in rows],
+        [f.to_status for f in rows],
+        [f.gateway_status for f in rows],
+        [f.detail for f in rows],
+    )
+    return int(added)
 
 
 FINDING_CSV_HEADER = (
