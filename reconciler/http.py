@@ -1,16 +1,16 @@
 """The HTTP client a worker asks the gateways' status APIs with: a pool of kept-alive connections per gateway origin.
 
-Two things made httpx's default client cost a check more CPU than the rest of it together:
-- it keeps 20 idle connections, over all hosts: with more query slots than that (three
-  accounts of 16), answers beyond the 20th closed their connection and later queries opened
-  new ones, a TCP handshake and a close per query;
-- httpcore's pool looks at every connection it holds on each request and each answer (expiry,
-  a readability poll, and for each idle one a count of all the idle ones): its cost grows with
-  the square of the connections. One pool for every gateway's connections, sized to keep them
-  all alive, made that scan 40 % of the process's CPU (bench/reconcile.py, 48 slots).
-So each origin (scheme, host, port) of an account's `api_base` gets its own pool, keeping alive
-as many connections as its accounts have query slots (plus one for an events feed). Proxies
-from the environment still apply: httpx routes to them before this transport.
+httpx's default client keeps 20 idle connections over all hosts: with more query slots than that
+(three accounts of 16 in bench/reconcile.py), a burst of queries left more idle connections than
+it keeps, which it closed, and the next burst connected again (against a real gateway: a TLS
+handshake per reconnect). Kept alive, one connection per slot, they meet httpcore's other cost:
+on each request and each answer its pool looks at every connection it holds (expiry, a
+readability poll of each idle one, a count of all of them per idle one), so the work grows with
+the square of the connections. One pool keeping 48 connections alive spent 41 % of the
+benchmark's CPU there; a pool per origin, 16 each, 22 %. So each origin (scheme, host, port) of an
+account's `api_base` gets its own pool, keeping alive as many connections as its accounts have
+query slots (plus one for an events feed). Proxies from the environment still apply: httpx routes
+to them before this transport.
 """
 
 from __future__ import annotations
