@@ -13,11 +13,15 @@ one run of one process (the reconciler's figures are this process's CPU and memo
      order (this process's user+system time ÷ checked).
   2. `--latency` (50 ms) added to every status answer: a run repairs `--latency-orders` orders
      with `--latency-concurrency` query slots per account (3 accounts). Expected throughput is
-     slots ÷ latency; the goal is ≥ 90 % of it.
+     slots ÷ latency; the goal is ≥ 90 % of it while checking (the run's start to its last
+     finding; the whole run adds Stripe's events catch-up). The mean query time and how busy the
+     slots were tell the simulators' own time from the reconciler's.
   3. Memory: 10,000 open orders unknown to the gateways, checked for up to `--rss-seconds`;
      then `--rss-candidates` (1 M) more, checked for the same time. Peak RSS of this process
      during each (sampled every 0.2 s) must stay flat: a run holds a batch and its in-flight
      checks, never the candidate list.
+
+Every run also reports its checking phase: the database time of its first and last finding.
 """
 
 from __future__ import annotations
