@@ -149,6 +149,7 @@ async def test_a_run_counts_its_outcome_findings_gateway_queries_and_publishes_i
     ) as stage:
         await play(stage, scenario)
         stage.set_faults("momo", Faults(api_error_rate=1.0))
+        await asyncio.sleep(0.1)  # every order past the grace period: all five are candidates
         before = {
             "runs": sample("payrecon_reconcile_runs_total", trigger="cli", status="partial"),
             "errors": sample("payrecon_reconcile_findings_total", provider="momo", kind="error"),
