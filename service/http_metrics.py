@@ -9,6 +9,10 @@ dicts and a `functools.wraps` closure per request and resolved every labelled ch
 
 Litestar runs route middleware after routing, so `scope["path_template"]` (the route's
 template, `/v1/orders/{order_id}`) is always set: the label stays bounded whatever the URL.
+A request no route matches never reaches this middleware: litestar's router answers it 404/405
+itself. The app's problem handler counts those (`count_unrouted`) under the one path label
+`<unrouted>`, so a scanner, a flood at a wrong URL or a gateway set up with a mistyped webhook
+URL shows on the dashboard.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from service.metrics import HTTP_IN_PROGRESS, HTTP_REQUEST_ERRORS, HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 
 APP_NAME = "payrecon"
+UNROUTED = "<unrouted>"
+# the method label of an unrouted request: anything else a client sends is "OTHER" (bounded)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _SERVER_ERROR = 500
 
 # (method, path template, status) → (requests child, duration child, errors child or None).
@@ -83,3 +90,14 @@ class HttpMetrics:
             seconds.observe((ended or time.perf_counter()) - started)
             if errors is not None:
                 errors.inc()
+
+
+def count_unrouted(scope: Scope, status: int) -> None:
+    """Count an answer litestar's router gave before any route (and so HttpMetrics) ran."""
+    if scope["type"] != ScopeType.HTTP or "path_template" in scope:
+        return  # a route's own HttpMetrics counts it
+    method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+    requests, _, errors = _done(method, UNROUTED, status)
+    requests.inc()
+    if errors is not None:
+        errors.inc()

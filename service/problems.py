@@ -30,6 +30,7 @@ from litestar.openapi.spec import Example
 from litestar.types import ExceptionHandlersMap
 
 from providers.errors import PayreconError
+from service import http_metrics
 from service.db import UNAVAILABLE_ERRORS
 from service.pages import CursorError
 
@@ -176,7 +177,8 @@ def _from_http(exc: HTTPException) -> Problem:
     return problem(exc.status_code, exc.detail)
 
 
-def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    http_metrics.count_unrouted(request.scope, exc.status_code)  # the router's 404/405: no route counted it
     return _answer(_from_http(exc), exc.headers)
 
 

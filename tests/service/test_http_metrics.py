@@ -9,7 +9,7 @@ from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 from prometheus_client import REGISTRY
 
-from service.http_metrics import HttpMetrics
+from service.http_metrics import UNROUTED, HttpMetrics
 from service.settings import Settings
 from tests.e2e.harness import Running, running
 
@@ -55,3 +55,24 @@ async def test_a_server_error_counts_as_an_error() -> None:
         assert (await client.get("/boom")).status_code == 500
     assert sample("payrecon_http_requests_error_total", "GET", "/boom", "500") == before + 2
     assert sample("payrecon_http_requests_total", "GET", "/boom", "500") >= 2
+
+
+async def test_requests_no_route_matches_are_counted_under_one_label(app: Running) -> None:
+    # litestar's router answers these before any route middleware runs; scanners and mistyped
+    # webhook URLs must still show, under one bounded label whatever the URL or method
+    before = {
+        "404": sample("payrecon_http_requests_total", "GET", UNROUTED, "404"),
+        "405": sample("payrecon_http_requests_total", "DELETE", UNROUTED, "405"),
+        "other": sample("payrecon_http_requests_total", "OTHER", UNROUTED, "404"),
+        "routed": sample("payrecon_http_requests_total", "GET", "/v1/orders/{order_id}", "404"),
+    }
+    for path in ("/nope", "/webhooks-typo/momo", "/.env"):
+        assert (await app.http.get(path)).status_code == 404
+    assert (await app.http.delete("/healthz")).status_code == 405
+    assert (await app.http.request("PROPFIND", "/dav")).status_code == 404
+    assert (await app.api.get("/v1/orders/nope")).status_code == 404  # routed: counted by its route only
+    assert sample("payrecon_http_requests_total", "GET", UNROUTED, "404") == before["404"] + 3
+    assert sample("payrecon_http_requests_total", "DELETE", UNROUTED, "405") == before["405"] + 1
+    assert sample("payrecon_http_requests_total", "OTHER", UNROUTED, "404") == before["other"] + 1
+    assert sample("payrecon_http_requests_total", "GET", "/v1/orders/{order_id}", "404") == before["routed"] + 1
+    assert sample("payrecon_http_requests_total", "GET", "/nope", "404") == 0
