@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 Isolation: TypeAlias = Literal["read_committed", "read_uncommitted", "repeatable_read", "serializable"]
 
+# What a PostgreSQL bigint holds: every id and amount we store. A value outside it reaches the
+# server as an overflow, so input is bounded by these before it gets there.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 

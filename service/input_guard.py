@@ -22,10 +22,10 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from service.db import BIGINT_MAX, BIGINT_MIN
 from service.problems import InvalidRequestError, NotFoundError
 
 VERBATIM = "verbatim_input"  # handler opt: this route takes its input as sent (webhooks)
-BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 def _int_query_names(handler: HTTPRouteHandler) -> frozenset[str]:

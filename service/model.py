@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 
 from providers.base import OutcomeKind, PaymentStatus
+from service.db import BIGINT_MAX
 
 
 class Source(StrEnum):
@@ -151,7 +152,7 @@ _STILL_ANSWERED = frozenset({OutcomeKind.UNKNOWN_ORDER, OutcomeKind.AMOUNT_MISMA
 # --- what a client registers (DESIGN.md §5); the constraints are the API's validation -----------
 
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\s/\x00-\x1f\x7f]+$")]
-Amount = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # bigint minor units; a payment of nothing is no payment
+Amount = Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]  # bigint minor units; a payment of nothing is no payment
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 Provider = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 Account = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]

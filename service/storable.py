@@ -20,10 +20,10 @@ import msgspec
 
 from providers.base import PaymentEvent
 from providers.errors import MalformedError
+from service.db import BIGINT_MAX, BIGINT_MIN
 
 NUL = "\x00"
 NUL_SPELLED = "\\u0000"  # JSON's own spelling: what a reader of the stored copy recognises
-BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 _TEXT_FIELDS = (
     "provider",

@@ -19,11 +19,12 @@ from service.api.bodies import since_param
 from service.api.orders import Since
 from service.api.paging import Cursor, Limit
 from service.auth import SECURITY, requires
+from service.db import BIGINT_MAX
 from service.problems import ConflictError, NotFoundError
 from service.rejections import RejectedDelivery, RejectedDeliveryDetail
 from service.replay import ReplayResult
 
-RejectedId = Annotated[int, Parameter(ge=1, le=2**63 - 1, description="The rejected delivery's id.")]
+RejectedId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX, description="The rejected delivery's id.")]
 Gateway = Annotated[str | None, Parameter(description="Only this gateway's deliveries.")]
 Reason = Annotated[str | None, Parameter(description="Only this reason: signature, malformed, unstorable…")]
 Verified = Annotated[bool | None, Parameter(description="true: only held deliveries; false: only refusals.")]

@@ -16,6 +16,7 @@ from service import pages, problems
 from service.api.bodies import strictly
 from service.api.paging import Cursor
 from service.auth import SECURITY, requires
+from service.db import BIGINT_MAX
 from service.notify import deliveries, endpoints, jobs
 from service.notify.deliveries import Delivery
 from service.notify.endpoints import EVENT_TYPES, Endpoint, EndpointWithSecret
@@ -35,7 +36,7 @@ EventTypes = Annotated[
     msgspec.Meta(max_length=len(EVENT_TYPES), description="Types to receive; empty or absent: every type."),
 ]
 Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00]*$", description="For people.")]
-EndpointId = Annotated[int, Parameter(ge=1, le=2**63 - 1, description="The endpoint's id.")]
+EndpointId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX, description="The endpoint's id.")]
 # Smaller pages than the other lists (service/api/paging.py): each delivery carries all its attempts.
 Limit = Annotated[int, Parameter(ge=1, le=200, description="Page size (1–200).")]
 
@@ -241,7 +242,7 @@ async def redeliver(
     request: Request[object, object, State],
     state: State,
     endpoint_id: FromPath[EndpointId],
-    delivery_id: FromPath[Annotated[int, Parameter(ge=1, le=2**63 - 1, description="The delivery's id.")]],
+    delivery_id: FromPath[Annotated[int, Parameter(ge=1, le=BIGINT_MAX, description="The delivery's id.")]],
 ) -> Response[Delivery]:
     """Send a delivery again now (delivered or failed alike), with the same `webhook-id` and a fresh retry schedule."""
     async with state.pool.acquire() as conn:
