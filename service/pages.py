@@ -21,6 +21,8 @@ from typing import TypeVar
 
 import msgspec
 
+from service.db import BIGINT_MAX, BIGINT_MIN
+
 T = TypeVar("T")
 K = TypeVar("K", str, int)
 
@@ -44,12 +46,17 @@ def decode_cursor(cursor: str | None, key_type: type[K]) -> tuple[datetime | Non
         at, key = msgspec.json.decode(raw, type=tuple[datetime, str | int])
     except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
         raise CursorError("cursor is not one this API issued") from exc
-    if at.tzinfo is None or not isinstance(key, key_type) or (isinstance(key, str) and "\x00" in key):
+    if at.tzinfo is None or not isinstance(key, key_type) or not _storable(key):
         raise CursorError("cursor is not one this API issued")
     try:
         return at.astimezone(UTC), key
     except OverflowError:  # an offset past year 1 or 9999: not a time this API wrote
         raise CursorError("cursor is not one this API issued") from None
+
+
+def _storable(key: str | int) -> bool:
+    """A key PostgreSQL can compare: text without NUL, an id within bigint (else it is a 500 there)."""
+    return "\x00" not in key if isinstance(key, str) else BIGINT_MIN <= key <= BIGINT_MAX
 
 
 def cut(items: Sequence[T], limit: int, key: Callable[[T], tuple[datetime, str | int]]) -> tuple[list[T], str | None]:

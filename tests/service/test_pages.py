@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -32,6 +33,8 @@ def test_a_page_is_cut_at_the_limit_with_the_cursor_of_its_last_row() -> None:
         "12",  # what the id-keyed lists once gave out
         encode_cursor(T0, "ord-1"),  # a list keyed by text, not by id
         encode_cursor("2026-01-01T00:00:00", 1),  # a naive time: never written by this API
+        encode_cursor(T0, 2**63),  # an id no bigint holds: PostgreSQL would overflow on it (a 500)
+        encode_cursor(T0, -(2**63) - 1),
     ],
 )
 def test_a_cursor_this_api_did_not_issue_is_refused(cursor: str) -> None:
@@ -58,11 +61,12 @@ async def test_every_list_refuses_a_foreign_cursor_the_same_way(base_url: str, p
             "/v1/reconciliation/runs/{run_id}/findings",
             "/v1/webhook-endpoints/{endpoint_id}/deliveries",
         } <= set(lists)
-        foreign = encode_cursor(T0, "a\x00b")  # no list has a key with a NUL in it
-        for path, operation in lists.items():
+        # no list has a key with a NUL in it, nor an id beyond bigint: each reached PostgreSQL as a 500
+        foreign = [encode_cursor(T0, "a\x00b"), encode_cursor(T0, 2**63), encode_cursor(T0, 2**64 - 1)]
+        for (path, operation), cursor in itertools.product(lists.items(), foreign):
             [parameter] = [p for p in operation["parameters"] if p["name"] == "cursor"]
             assert "next_cursor" in parameter.get("description", ""), path  # the shared `Cursor` parameter
             url = path.replace("{run_id}", "1").replace("{endpoint_id}", "1")
-            answer = await api.get(url, params={"cursor": foreign})
+            answer = await api.get(url, params={"cursor": cursor})
             assert answer.status_code == 400, (path, answer.text)
             assert problem_key(answer) == "cursor", path
