@@ -42,7 +42,7 @@ from service.app import create_app
 from service.cli import CliError, gateways_toml, get_settings, run_async
 from service.gateways import build_gateways
 from service.runs import ReconcileRun
-from service.serving import free_port, serving
+from service.serving import listening_socket, serving
 from service.settings import Settings
 
 DEMO_DATABASE = "payrecon_demo"
@@ -110,14 +110,17 @@ async def story(s: Settings, console: Console, *, once: bool, per_gateway: int, 
             await migrate.migrate(conn)
         console.print("[bold]1.[/] Database migrated.")
 
-        port = free_port(s.port)
+        # Held from now: the simulators need the API's URL before it serves, and must not be given its port.
+        api_socket = listening_socket(s.port, or_any=True)
+        stack.callback(api_socket.close)
+        port = int(api_socket.getsockname()[1])
         api_url = f"http://127.0.0.1:{port}"
         sims: dict[str, SimulatedGateway] = {}
         for i, name in enumerate(installed_gateways()):
             faults = Faults(drop_rate=drop, seed=seed + i)
             sims[name] = installed_gateways()[name].simulator(webhook_url=f"{api_url}/webhooks/{name}", faults=faults)
             stack.push_async_callback(sims[name].dispatcher.aclose)
-        sim_urls = {n: await stack.enter_async_context(serving(sim.asgi_app(), free_port())) for n, sim in sims.items()}
+        sim_urls = {n: await stack.enter_async_context(serving(sim.asgi_app())) for n, sim in sims.items()}
         document = {name: [sim.gateway_config(sim_urls[name])] for name, sim in sims.items()}
         toml_path = s.data_path / "demo-gateways.toml"
         toml_path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +135,7 @@ async def story(s: Settings, console: Console, *, once: bool, per_gateway: int, 
         app_settings = msgspec.structs.replace(
             s, gateways=str(toml_path), port=port, reconcile_grace=1.0, log_level="WARNING"
         )
-        await stack.enter_async_context(serving(create_app(app_settings, gateways=gateways), port))
+        await stack.enter_async_context(serving(create_app(app_settings, gateways=gateways), api_socket))
         worker_http = await stack.enter_async_context(http_client(gateways))
         # No cron during the story: a slot's run could lease the orders the story's run is about.
         story_worker = await stack.enter_async_context(running_worker(app_settings, gateways, worker_http, cron=False))

@@ -26,14 +26,32 @@ if TYPE_CHECKING:
     from litestar import Litestar
 
 
-def free_port(preferred: int | None = None) -> int:
-    """`preferred` when it is free, else any free loopback port."""
-    with socket.socket() as s:
+def listening_socket(port: int = 0, *, or_any: bool = False) -> socket.socket:
+    """A loopback socket listening on `port` (0: any free port; `or_any`: any free port when `port` is taken).
+
+    It holds its port from now on: a caller that must know its URL before it serves (the gateway simulators
+    are told where to send webhooks first) reserves it with this and hands it to `serving`. A port number
+    chosen and released (`free_port`) can be handed to the next server that asks the kernel for a free one.
+    """
+    s = socket.socket()
+    try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
         try:
-            s.bind(("127.0.0.1", preferred or 0))
+            s.bind(("127.0.0.1", port))
         except OSError:
+            if not or_any:
+                raise
             s.bind(("127.0.0.1", 0))
+        s.listen(2048)  # listening, no other socket can bind the port, SO_REUSEADDR or not
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` when it is free, else any free loopback port: for a port handed to another process."""
+    with listening_socket(preferred or 0, or_any=True) as s:
         return int(s.getsockname()[1])
 
 
@@ -44,14 +62,18 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
-    """Serve `app` (lifespan included) until the block ends; yield its base URL."""
-    port = port or free_port()
+async def serving(app: ASGIApp, port: int | socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve `app` (lifespan included) until the block ends; yield its base URL.
+
+    `port`: a port number, or a socket from `listening_socket` (served, then closed), or any free port.
+    """
+    sock = port if isinstance(port, socket.socket) else listening_socket(port or 0)
+    port = int(sock.getsockname()[1])
     # proxy_headers off: PAYRECON_TRUSTED_PROXIES (service/client_address.py) is the one judge of forwarded
     # headers; uvicorn's own default would trust X-Forwarded-For from any 127.0.0.1 peer.
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", proxy_headers=False)
     server = _Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
             if task.done():
@@ -61,7 +83,10 @@ async def serving(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await task
+        try:
+            await task
+        finally:
+            sock.close()  # uvicorn closes what it served; not a socket whose startup failed
 
 
 def cpu_count() -> int:

@@ -25,7 +25,7 @@ from reconciler.run import RunEnv
 from service import ledger
 from service.app import create_app
 from service.model import NewOrder
-from service.serving import free_port, serving
+from service.serving import listening_socket, serving
 from service.settings import Settings
 from tests.gateways import GATEWAYS, simulator
 
@@ -140,7 +140,8 @@ async def staged(
 ) -> AsyncIterator[Stage]:
     """The app (webhooks) and the simulators (status APIs), all on real loopback HTTP."""
     faults = faults or Faults()
-    port = free_port()
+    app_socket = listening_socket()  # held: the simulators serve on free ports before the app does
+    port = app_socket.getsockname()[1]
     sims = {
         name: simulator(
             name,
@@ -154,10 +155,11 @@ async def staged(
             urls = {name: await stack.enter_async_context(serving(sim.asgi_app())) for name, sim in sims.items()}
             adapters = reconciler_adapters(sims, urls, concurrency=concurrency)
             app = create_app(settings, gateways=adapters)
-            app_url = await stack.enter_async_context(serving(app, port=port))
+            app_url = await stack.enter_async_context(serving(app, app_socket))
             yield Stage(
                 settings=settings, app=app, pool=pool, app_url=app_url, sims=sims, sim_urls=urls, adapters=adapters
             )
     finally:
+        app_socket.close()
         for sim in sims.values():
             await sim.dispatcher.aclose()

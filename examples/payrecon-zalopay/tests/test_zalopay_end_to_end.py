@@ -24,7 +24,7 @@ from service import ledger, runs
 from service.app import create_app
 from service.model import NewOrder
 from service.runs import FindingKind, RunParams, RunStatus, Trigger
-from service.serving import free_port, serving
+from service.serving import listening_socket, serving
 from service.settings import Settings
 from zalopay_fixtures import FAST_RETRY
 
@@ -52,16 +52,18 @@ class Stage(msgspec.Struct, kw_only=True):
 
 @contextlib.asynccontextmanager
 async def staged(settings: Settings, pool: asyncpg.Pool, faults: Faults) -> AsyncIterator[Stage]:
-    port = free_port()
+    app_socket = listening_socket()  # held: the simulators serve on free ports before the app does
+    port = app_socket.getsockname()[1]
     sim = Simulator(webhook_url=f"http://127.0.0.1:{port}/webhooks/zalopay", faults=faults)
     try:
         async with contextlib.AsyncExitStack() as stack:
             sim_url = await stack.enter_async_context(serving(sim.asgi_app()))
             account = msgspec.convert({**sim.gateway_config(sim_url), "query_rate": 500.0}, Account)
             zalopay = GATEWAY.connect([account], retry=FAST_RETRY)
-            await stack.enter_async_context(serving(create_app(settings, gateways={"zalopay": zalopay}), port=port))
+            await stack.enter_async_context(serving(create_app(settings, gateways={"zalopay": zalopay}), app_socket))
             yield Stage(sim=sim, zalopay=zalopay, pool=pool)
     finally:
+        app_socket.close()
         await sim.dispatcher.aclose()
 
 
