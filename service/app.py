@@ -29,6 +29,7 @@ from service.input_guard import InputGuard
 from service.jobs import JOB_DECODE, JOB_ENCODE
 from service.openapi import OpenAPIJson
 from service.ops import console
+from service.order_reads import OrderReads
 from service.problems import exception_handlers
 from service.settings import Settings, load_settings
 
@@ -66,6 +67,7 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
             default_queue_name=settings.queue_name,
         )
         app.state.pool = pool
+        app.state.order_reads = OrderReads(pool)
         app.state.redis = redis
         try:
             yield

@@ -25,6 +25,7 @@ from service.api.bodies import check_json_fields, since_param, strictly
 from service.api.paging import Cursor, Limit
 from service.auth import SECURITY, requires
 from service.model import NewOrder, NewReference, Order, Transition
+from service.order_reads import OrderReads
 from service.orders import StoredEvent
 
 Since = Annotated[
@@ -130,8 +131,8 @@ async def add_reference(state: State, order_id: FromPath[str], data: JSONBody[Ne
 )
 async def get_order(state: State, order_id: FromPath[str]) -> Order:
     """The order: status, amounts, refunded amount, gateway ids and references, timestamps, version."""
-    async with state.pool.acquire() as conn:
-        order = await orders.get_order(conn, order_id)
+    reads: OrderReads = state.order_reads
+    order = await reads.get(order_id)
     if order is None:
         raise ledger.OrderNotFoundError(f"no order {order_id}")
     return order

@@ -9,9 +9,7 @@ one transaction and a claim is one statement.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -19,30 +17,15 @@ import msgspec
 
 from providers.simkit import Faults
 from reconciler.run import RunEnv, execute
-from service import db, runs
+from service import runs
 from service.runs import FindingKind, RunParams, RunStatus, Trigger
 from service.settings import Settings
 from tests.reconciler.stage import S, staged
+from tests.statements import counted_pool
 
 ORDERS = 60  # per gateway: MoMo and VNPay (no events feed: every statement is the checks')
 BATCH = 10
 CONNECTIONS = 6
-
-
-@contextlib.asynccontextmanager
-async def counted_pool(database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
-    """A pool whose every connection logs each statement it sends into the list yielded beside it."""
-    sent: list[str] = []
-    pool = await db.create_pool(database_url, min_size=CONNECTIONS, max_size=CONNECTIONS)
-    try:
-        held = [await pool.acquire() for _ in range(CONNECTIONS)]  # every connection of the pool, once
-        for conn in held:
-            conn.add_query_logger(lambda record: sent.append(" ".join(record.query.split())))
-        for conn in held:
-            await pool.release(conn)
-        yield pool, sent
-    finally:
-        await pool.close()
 
 
 def kind(statement: str) -> str:
@@ -69,14 +52,14 @@ async def test_a_run_writes_findings_and_ends_leases_a_batch_at_a_time(
         await stage.drain()
         await asyncio.sleep(0.1)  # past the grace period
         checked = 2 * ORDERS
-        async with counted_pool(database_url) as (counted, sent), httpx.AsyncClient(timeout=10) as http:
+        async with counted_pool(database_url, CONNECTIONS) as (counted, logged), httpx.AsyncClient(timeout=10) as http:
             async with counted.acquire() as conn:
                 run = await runs.create_run(conn, trigger=Trigger.CLI, params=RunParams())
             assert run is not None
-            before = len(sent)
+            before = len(logged)
             ended = await execute(RunEnv(pool=counted, gateways=stage.adapters, http=http, settings=quick), run)
             await asyncio.sleep(0)  # the logger's callbacks run soon after each statement
-            statements = sent[before:]
+            statements = [" ".join(q.query.split()) for q in logged[before:]]
     assert ended is not None
     assert ended.status is RunStatus.COMPLETED, ended.counts
     assert ended.counts["findings"] == {FindingKind.REPAIRED.value: checked}
