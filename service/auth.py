@@ -3,7 +3,10 @@
 The middleware answers 401 for a missing, unknown or revoked key on every route except the
 public ones below (webhooks authenticate by signature; probes, metrics and the schema are
 open) and handlers marked `exclude_from_auth=True`. A route then names the scope it needs
-with `guards=[requires("orders:read")]`: 403 for a valid key without it.
+with `opt=requires("orders:read")`: 403 for a valid key without it.
+
+The scope is checked here, right after the key, not by a litestar guard: litestar hands every guard
+a copy of the route handler, made per request (16 µs, a tenth of a status read's own CPU).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
-from litestar.types import Guard
 
 from service.apikeys import SCOPES, ApiKey
 
@@ -23,6 +25,8 @@ PUBLIC_PATHS = [r"^/webhooks(/|$)", r"^/healthz$", r"^/readyz$", r"^/metrics$", 
 
 # The OpenAPI security requirement of a keyed route (the scheme is declared in service.app).
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+
+SCOPE = "payrecon_scope"  # the route option `requires` sets
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="payrecon"'}
 
@@ -35,25 +39,26 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("the Authorization header must be: Bearer <key>", headers=_CHALLENGE)
-        key = await connection.app.state.apikeys.authenticate(connection.app.state.pool, token.strip())
+        key: ApiKey | None = await connection.app.state.apikeys.authenticate(connection.app.state.pool, token.strip())
         if key is None:
             raise NotAuthorizedException("invalid or revoked API key", headers=_CHALLENGE)
+        scope = scope_of(connection.route_handler)
+        if scope is not None and not key.allows(scope):
+            raise PermissionDeniedException(f"API key {key.prefix} lacks scope {scope}")
         return AuthenticationResult(user=key.name, auth=key)
 
 
-def requires(scope: str) -> Guard:
-    """A guard that lets through only requests whose API key holds `scope`."""
+def requires(scope: str) -> dict[str, str]:
+    """The route option that lets through only requests whose API key holds `scope`: `opt=requires(…)`."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
+    return {SCOPE: scope}
 
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        key = connection.scope.get("auth")
-        if not isinstance(key, ApiKey):  # a route left out of authentication cannot be scoped
-            raise NotAuthorizedException("missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
-        if not key.allows(scope):
-            raise PermissionDeniedException(f"API key {key.prefix} lacks scope {scope}")
 
-    return guard
+def scope_of(handler: BaseRouteHandler) -> str | None:
+    """The scope a route requires, if it names one."""
+    scope: str | None = handler.opt.get(SCOPE)
+    return scope
 
 
 def middleware() -> list[DefineMiddleware]:

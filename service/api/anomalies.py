@@ -26,7 +26,7 @@ class AnomalyPage(msgspec.Struct, kw_only=True):
 
 @get(
     "/v1/anomalies",
-    guards=[requires("orders:read")],
+    opt=requires("orders:read"),
     security=SECURITY,
     operation_id="listAnomalies",
     tags=["anomalies"],
@@ -55,7 +55,7 @@ class QuarantinePage(msgspec.Struct, kw_only=True):
 
 @get(
     "/v1/anomalies/quarantined",
-    guards=[requires("orders:read")],
+    opt=requires("orders:read"),
     security=SECURITY,
     operation_id="listQuarantinedEvents",
     tags=["anomalies"],

@@ -54,7 +54,7 @@ def _known_provider(gateways: dict[str, Connected], provider: str) -> None:
 
 @post(
     "/v1/orders",
-    guards=[requires("orders:write")],
+    opt=requires("orders:write"),
     security=SECURITY,
     operation_id="registerOrder",
     tags=["orders"],
@@ -87,7 +87,7 @@ async def register_order(state: State, data: JSONBody[NewOrder]) -> Response[Ord
 
 @post(
     "/v1/orders/{order_id:str}/references",
-    guards=[requires("orders:write")],
+    opt=requires("orders:write"),
     security=SECURITY,
     operation_id="addOrderReference",
     tags=["orders"],
@@ -123,7 +123,7 @@ async def add_reference(state: State, order_id: FromPath[str], data: JSONBody[Ne
 
 @get(
     "/v1/orders/{order_id:str}",
-    guards=[requires("orders:read")],
+    opt=requires("orders:read"),
     security=SECURITY,
     operation_id="getOrder",
     tags=["orders"],
@@ -140,7 +140,7 @@ async def get_order(state: State, order_id: FromPath[str]) -> Order:
 
 @get(
     "/v1/orders/{order_id:str}/events",
-    guards=[requires("orders:read")],
+    opt=requires("orders:read"),
     security=SECURITY,
     operation_id="getOrderEvents",
     tags=["orders"],
@@ -157,7 +157,7 @@ async def get_order_events(state: State, order_id: FromPath[str]) -> AuditTrail:
 
 @get(
     "/v1/orders",
-    guards=[requires("orders:read")],
+    opt=requires("orders:read"),
     security=SECURITY,
     operation_id="listOrders",
     tags=["orders"],

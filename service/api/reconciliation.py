@@ -63,7 +63,7 @@ def _csv(rows: AsyncIterator[str], filename: str) -> Stream:
 @post(
     "/v1/reconciliation/runs",
     status_code=202,
-    guards=[requires("recon:run")],
+    opt=requires("recon:run"),
     security=SECURITY,
     operation_id="startReconciliationRun",
     tags=["reconciliation"],
@@ -107,7 +107,7 @@ async def launch(
 
 @get(
     "/v1/reconciliation/runs",
-    guards=[requires("recon:read")],
+    opt=requires("recon:read"),
     security=SECURITY,
     operation_id="listReconciliationRuns",
     tags=["reconciliation"],
@@ -155,7 +155,7 @@ async def _run_or_404(request: Request[Any, Any, Any], run_id: int) -> Reconcile
 
 @get(
     "/v1/reconciliation/runs/{run_id:int}",
-    guards=[requires("recon:read")],
+    opt=requires("recon:read"),
     security=SECURITY,
     operation_id="getReconciliationRun",
     tags=["reconciliation"],
@@ -168,7 +168,7 @@ async def get_run(request: Request[Any, Any, Any], run_id: FromPath[int]) -> Rec
 
 @get(
     "/v1/reconciliation/runs/{run_id:int}/findings",
-    guards=[requires("recon:read")],
+    opt=requires("recon:read"),
     security=SECURITY,
     operation_id="listReconciliationFindings",
     tags=["reconciliation"],

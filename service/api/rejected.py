@@ -38,7 +38,7 @@ class RejectedPage(msgspec.Struct, kw_only=True):
 
 @get(
     "/v1/rejected-deliveries",
-    guards=[requires("recon:read")],
+    opt=requires("recon:read"),
     security=SECURITY,
     operation_id="listRejectedDeliveries",
     tags=["rejected deliveries"],
@@ -69,7 +69,7 @@ async def list_rejected(
 
 @get(
     "/v1/rejected-deliveries/{rejected_id:int}",
-    guards=[requires("recon:read")],
+    opt=requires("recon:read"),
     security=SECURITY,
     operation_id="getRejectedDelivery",
     tags=["rejected deliveries"],
@@ -86,7 +86,7 @@ async def get_rejected(state: State, rejected_id: FromPath[RejectedId]) -> Rejec
 
 @post(
     "/v1/rejected-deliveries/{rejected_id:int}/replay",
-    guards=[requires("recon:write")],
+    opt=requires("recon:write"),
     security=SECURITY,
     operation_id="replayRejectedDelivery",
     tags=["rejected deliveries"],

@@ -86,7 +86,7 @@ async def _endpoint_or_404(state: State, endpoint_id: int) -> Endpoint:
 
 @post(
     "/v1/webhook-endpoints",
-    guards=[requires("webhooks:write")],
+    opt=requires("webhooks:write"),
     security=SECURITY,
     operation_id="createWebhookEndpoint",
     tags=["webhooks"],
@@ -107,7 +107,7 @@ async def create_endpoint(state: State, data: JSONBody[NewEndpoint]) -> Endpoint
 
 @get(
     "/v1/webhook-endpoints",
-    guards=[requires("webhooks:read")],
+    opt=requires("webhooks:read"),
     security=SECURITY,
     operation_id="listWebhookEndpoints",
     tags=["webhooks"],
@@ -121,7 +121,7 @@ async def list_endpoints(state: State) -> EndpointPage:
 
 @get(
     "/v1/webhook-endpoints/{endpoint_id:int}",
-    guards=[requires("webhooks:read")],
+    opt=requires("webhooks:read"),
     security=SECURITY,
     operation_id="getWebhookEndpoint",
     tags=["webhooks"],
@@ -134,7 +134,7 @@ async def get_endpoint(state: State, endpoint_id: FromPath[EndpointId]) -> Endpo
 
 @patch(
     "/v1/webhook-endpoints/{endpoint_id:int}",
-    guards=[requires("webhooks:write")],
+    opt=requires("webhooks:write"),
     security=SECURITY,
     operation_id="updateWebhookEndpoint",
     tags=["webhooks"],
@@ -170,7 +170,7 @@ async def update_endpoint(
 
 @delete(
     "/v1/webhook-endpoints/{endpoint_id:int}",
-    guards=[requires("webhooks:write")],
+    opt=requires("webhooks:write"),
     security=SECURITY,
     operation_id="deleteWebhookEndpoint",
     tags=["webhooks"],
@@ -185,7 +185,7 @@ async def delete_endpoint(state: State, endpoint_id: FromPath[EndpointId]) -> No
 
 @post(
     "/v1/webhook-endpoints/{endpoint_id:int}/secret/rotate",
-    guards=[requires("webhooks:write")],
+    opt=requires("webhooks:write"),
     security=SECURITY,
     operation_id="rotateWebhookSecret",
     tags=["webhooks"],
@@ -207,7 +207,7 @@ async def rotate_secret(
 
 @get(
     "/v1/webhook-endpoints/{endpoint_id:int}/deliveries",
-    guards=[requires("webhooks:read")],
+    opt=requires("webhooks:read"),
     security=SECURITY,
     operation_id="listWebhookDeliveries",
     tags=["webhooks"],
@@ -231,7 +231,7 @@ async def list_deliveries(
 
 @post(
     "/v1/webhook-endpoints/{endpoint_id:int}/deliveries/{delivery_id:int}/redeliver",
-    guards=[requires("webhooks:write")],
+    opt=requires("webhooks:write"),
     security=SECURITY,
     operation_id="redeliverWebhook",
     tags=["webhooks"],

@@ -16,6 +16,7 @@ from litestar.routes import HTTPRoute
 
 from service import apikeys
 from service.app import create_app
+from service.auth import PUBLIC_PATHS, scope_of
 from service.serving import serving
 from service.settings import Settings
 from tests.gateways import configured
@@ -130,3 +131,20 @@ async def test_public_routes_need_no_key(app_url: tuple[str, list[tuple[str, str
             assert response.status_code == 200, (path, response.text)
         webhook = await client.post("/webhooks/nope", content=b"{}")
         assert webhook.status_code != 401
+
+
+def test_every_v1_route_names_a_scope_and_goes_through_authentication(settings: Settings) -> None:
+    """The scope is checked by the authentication middleware: a scoped route it skips would be open to all."""
+    app = create_app(settings, gateways=configured())
+    scoped = [
+        (route.path, handler)
+        for route in app.routes
+        if isinstance(route, HTTPRoute) and route.path.startswith("/v1")
+        for handler in route.route_handlers
+        if handler.http_methods - {"OPTIONS", "HEAD"}  # litestar's own OPTIONS answer has nothing to scope
+    ]
+    assert len(scoped) > 15
+    for path, handler in scoped:
+        assert scope_of(handler) in apikeys.SCOPES, path
+        assert not handler.opt.get("exclude_from_auth"), path
+        assert not any(re.search(public, path) for public in PUBLIC_PATHS), path
