@@ -11,6 +11,7 @@ a copy of the route handler, made per request (16 µs, a tenth of a status read'
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -33,7 +34,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="payrecon"'}
 
 class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        header = connection.headers.get("authorization")
+        header = _authorization(connection.scope["headers"])
         if not header:
             raise NotAuthorizedException("missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
         scheme, _, token = header.partition(" ")
@@ -46,6 +47,14 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
         if scope is not None and not key.allows(scope):
             raise PermissionDeniedException(f"API key {key.prefix} lacks scope {scope}")
         return AuthenticationResult(user=key.name, auth=key)
+
+
+def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The Authorization header, read off the ASGI scope: litestar's `connection.headers` parses them all."""
+    for name, value in headers:
+        if name == b"authorization":  # ASGI servers give header names in lower case
+            return value.decode("latin-1")
+    return None
 
 
 def requires(scope: str) -> dict[str, str]:
