@@ -213,7 +213,7 @@ def main() -> None:
     empty = [ingest.Gateway(n, args.events, tag="e") for n in names]
     # The same simulators again: a gateway's second batch continues its numbering (ingest.Gateway).
     full = [ingest.Gateway(g.name, args.events, tag="f", sim=g.sim) for g in empty]
-    options = {"seconds": args.seconds, "connections": args.connections, "pg_clients": args.pg_clients}
+    options = {"seconds": args.seconds, "connections": args.connections, "pg_clients": [args.pg_clients]}
     with (
         pgserver.private_postgres(preload=("pg_stat_statements",)) as url,
         tempfile.TemporaryDirectory() as folder,
