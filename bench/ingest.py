@@ -1,6 +1,7 @@
 """Benchmark: webhook ingest over HTTP (wrk) against the pgbench ceiling of the ledger's SQL, in one run.
 
-    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 64] [--workers N] [--events 50000] [--pg-clients 8,64]
+    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 64] [--workers N] [--events 50000]
+        [--pg-clients 8,64]
 
 Everything runs on a private PostgreSQL 15 (bench/pgserver.py: its settings are printed) and a
 private Redis, so other processes' tests are not in the figures. For each gateway, in turn:
@@ -227,7 +228,10 @@ def payrecon(
 
 def table(figures: list[Figure]) -> None:
     goal = f"goal (≥ {GOAL_RATIO} and p99 < {GOAL_P99_MS:g} ms)"
-    head = "| gateway | ceiling (pgbench tps) | ceiling clients, p50 / p99 ms | ingest (applied/s) | ratio | p50 ms | p99 ms |"
+    head = (
+        "| gateway | ceiling (pgbench tps) | ceiling clients, p50 / p99 ms | ingest (applied/s) | ratio "
+        "| p50 ms | p99 ms |"
+    )
     print(f"{head} answers | errors | server CPU ms/event | {goal} |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for f in figures:
