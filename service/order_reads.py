@@ -63,7 +63,8 @@ class OrderReads:
                 for future in futures:
                     if not future.done():
                         future.set_exception(error)
-        except BaseException:  # cancelled (the loop is closing): so are the reads
+        except BaseException:  # cancelled (the loop is closing): so are the reads, and nothing more is sent
+            self._in_flight -= 1
             for futures in taken.values():
                 for future in futures:
                     future.cancel()
@@ -73,6 +74,5 @@ class OrderReads:
                 for future in futures:
                     if not future.done():
                         future.set_result(found.get(order_id))
-        finally:
-            self._in_flight -= 1
-            self._send()  # what arrived meanwhile
+        self._in_flight -= 1
+        self._send()  # what arrived meanwhile
