@@ -36,6 +36,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -44,6 +45,7 @@ import pgserver
 import psutil
 import simulators
 
+from providers.base import StatusQuery
 from providers.http import RetryPolicy
 from providers.registry import gateways
 from reconciler.http import http_client
@@ -96,6 +98,42 @@ async def set_latency(tables: dict[str, dict[str, object]], latency: float) -> N
         for table in tables.values():
             answer = await client.put(f"{table['api_base']}/_sim/faults", json={"api_latency": latency})
             answer.raise_for_status()
+
+
+async def bare_client(
+    built: dict[str, object], http: httpx.AsyncClient, prefix: str, orders: int, per_account: int
+) -> tuple[float, float]:
+    """(queries/s, mean seconds per query) of a client that does nothing but ask: `per_account` slots per
+    gateway, each asking its orders one after another, through the same adapters, connections and
+    simulators as the run, with no run, ledger or limiter around them.
+
+    What the simulators and HTTP allow this many slots on this machine: the most a run could do.
+    """
+    times: list[float] = []
+
+    async def slot(gateway: int, first: int) -> None:
+        name = simulators.GATEWAYS[gateway]
+        adapter: Any = built[name]
+        amount, currency = simulators.PRICES[name]
+        for i in range(gateway + 3 * first, orders, 3 * per_account):
+            order_id = f"{prefix}-{i}"
+            query = StatusQuery(
+                order_id=order_id,
+                account="default",
+                reference=simulators.reference(name, order_id),
+                amount=amount,
+                currency=currency,
+                created_at=datetime.now(UTC),
+                provider_payment_id=None,
+                provider_data=simulators.provider_data(name),
+            )
+            started = time.perf_counter()
+            await adapter.status.fetch_status(query, http)
+            times.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(slot(g, k) for g in range(3) for k in range(per_account)))
+    return len(times) / (time.perf_counter() - started), sum(times) / len(times)
 
 
 class Peak:
@@ -239,6 +277,12 @@ async def run_phases(args: argparse.Namespace, pool: asyncpg.Pool, tables: dict[
         print(f"2. {args.latency * 1000:.0f} ms latency, {args.latency_concurrency} query slots per account:")
         slow = RunEnv(pool=pool, gateways=slow_gateways, http=slow_http, settings=s)
         await set_latency(tables, args.latency)
+        bare_rate, bare_time = await bare_client(
+            slow_gateways, slow_http, "rB", min(args.latency_orders, 40 * slots), args.latency_concurrency
+        )
+        print(
+            f"  a bare client with the same {slots} slots: {bare_rate:,.0f} queries/s, {bare_time * 1000:.1f} ms each"
+        )
         await register(pool, "rB", args.latency_orders)
         latency_figure = await timed_run(slow, f"repair {args.latency_orders:,} ({args.latency * 1000:.0f} ms)")
         figures.append(latency_figure)
@@ -274,7 +318,9 @@ async def run_phases(args: argparse.Namespace, pool: asyncpg.Pool, tables: dict[
         f"{slots} slots ÷ {args.latency:g} s = {expected:,.0f}/s expected: {ratio:.0%} (goal ≥ 90 %: "
         f"{'met' if ratio >= 0.9 else 'NOT met'}); over the whole run, catch-up and end included: {whole:.0%}. "
         f"A query took {answered * 1000:.1f} ms on average (the simulators' own time on top of the latency): "
-        f"the slots were busy {busy:.0%} of the checking time"
+        f"the slots were busy {busy:.0%} of the checking time. A bare client with the same slots, asking and "
+        f"nothing else, did {bare_rate:,.0f}/s ({bare_time * 1000:.1f} ms a query): the run did "
+        f"{latency_figure.checking_rate / bare_rate:.0%} of that"
     )
     growth = rss[1].peak_rss / rss[0].peak_rss
     reached = f"reached after {rss[1].first:.1f} s" if rss[1].checked else "NOT reached"
