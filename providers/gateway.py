@@ -27,8 +27,8 @@ needs only the adapter, the reconciler only the status client and the events fee
 the demo the simulator. The simulator factory imports its module (and litestar) only when
 called, so loading the registry never drags a simulator into a production process.
 
-A tiny in-memory gateway, complete enough for the contract kit's shape checks, is
-`providers.testing.memory_gateway()`.
+A whole gateway as a package of its own, registered through its entry point and held to the
+contract kit (`providers.testing.GatewayContract`), is `examples/payrecon-zalopay`.
 """
 
 from __future__ import annotations
