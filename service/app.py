@@ -27,6 +27,7 @@ from service.header_limit import HeaderLimitMiddleware
 from service.http_metrics import HttpMetrics
 from service.input_guard import InputGuard
 from service.jobs import JOB_DECODE, JOB_ENCODE
+from service.ledger import GroupCommit
 from service.openapi import OpenAPIJson
 from service.ops import console
 from service.order_reads import OrderReads
@@ -68,6 +69,7 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
         )
         app.state.pool = pool
         app.state.order_reads = OrderReads(pool)
+        app.state.group_commit = GroupCommit(pool)  # webhooks' events, committed together
         app.state.redis = redis
         try:
             yield

@@ -92,10 +92,12 @@ async def ingest(
     request: WebhookRequest,
     *,
     refusals: RefusalSampler | None = None,
+    commit: ledger.GroupCommit | None = None,
 ) -> Ack:
     """Handle one delivery for a configured gateway and return what the gateway must hear.
 
     `refusals` samples what a refusal costs (service/refusals.py); without one every refusal is a row.
+    `commit` applies the events together with other deliveries' (the app's); without it each alone.
     """
     logs.bind(gateway=provider, account=request.account)
     try:
@@ -125,7 +127,10 @@ async def ingest(
     async def apply_all() -> list[OutcomeKind]:
         kinds = []
         for event in events:
-            outcome = await ledger.apply(pool, event, Source.WEBHOOK, raw=raw)
+            if commit is None:
+                outcome = await ledger.apply(pool, event, Source.WEBHOOK, raw=raw)
+            else:
+                outcome = await commit.apply(event, Source.WEBHOOK, raw=raw)
             with logs.bound(account=event.account, order_id=outcome.order_id, event_id=outcome.event_id):
                 log.info("webhook %s event: %s", provider, outcome.kind, extra={"outcome": str(outcome.kind)})
             # A redelivery answers with its stored event's outcome (Outcome.answer), not a blanket "duplicate".

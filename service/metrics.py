@@ -65,6 +65,12 @@ LEDGER_OUTCOMES = Counter(
 )
 ANOMALIES = Counter("payrecon_anomalies_total", "Anomalies recorded", ["kind"])
 LEDGER_APPLY_SECONDS = Histogram("payrecon_ledger_apply_seconds", "Time of one ledger apply transaction")
+# Group commit (service/ledger/group_commit.py): how many webhook events each batch statement carried.
+LEDGER_BATCH_EVENTS = Histogram(
+    "payrecon_ledger_batch_events",
+    "Webhook events applied by one group-commit statement",
+    buckets=(1, 2, 4, 8, 16, 24, 32, 64),
+)
 
 # --- HTTP, every route (service.http_metrics): the series litestar's PrometheusMiddleware wrote ----
 

@@ -21,6 +21,7 @@ from providers.gateway import Connected
 from service import ingest, logs
 from service.allowlists import Allowlists
 from service.input_guard import VERBATIM
+from service.ledger import GroupCommit
 from service.metrics import WEBHOOKS_RECEIVED
 from service.problems import NotFoundError, PayloadTooLargeError, RequestTimeoutError
 from service.refusals import RefusalSampler
@@ -75,6 +76,7 @@ async def _deliver(request: Request[Any, Any, Any], provider: str, account: str 
     allowlists: Allowlists = request.app.state.allowlists
     refusals: RefusalSampler = request.app.state.refusals
     pool = request.app.state.pool
+    commit: GroupCommit = request.app.state.group_commit  # webhooks' events are committed together
     gateway = gateways.get(provider)
     adapter = None if gateway is None else gateway.adapter
     if adapter is not None:
@@ -135,7 +137,7 @@ async def _deliver(request: Request[Any, Any, Any], provider: str, account: str 
         )
         await ingest.note_refusal(pool, provider, delivery, unknown, known_provider=False, refusals=refusals)
         raise NotFoundError(str(unknown))
-    return _response(await ingest.ingest(pool, provider, adapter, delivery, refusals=refusals))
+    return _response(await ingest.ingest(pool, provider, adapter, delivery, refusals=refusals, commit=commit))
 
 
 def _client(request: Request[Any, Any, Any]) -> str | None:

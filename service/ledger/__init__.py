@@ -5,11 +5,16 @@ the pure rules of `service.transitions`, order update, audit row, anomalies. Reg
 order or a reference (`register_order`, `add_reference`) applies the events that waited for
 it in quarantine, in gateway time order, in the same transaction.
 
-Modules: `apply_event` (one event through one transaction), `registration` (orders and their
+`GroupCommit` applies the events one process receives at once in one statement and one commit
+(webhooks take it), each answered as `apply` would answer it alone.
+
+Modules: `apply_event` (one event through one transaction), `group_commit` (concurrent events
+committed together), `registration` (orders and their
 references, releasing quarantined events), `locks` (the lock order that closes the races).
 """
 
 from service.ledger.apply_event import apply, get_order, record_anomaly
+from service.ledger.group_commit import GroupCommit
 from service.ledger.registration import (
     OrderConflictError,
     OrderNotFoundError,
@@ -21,6 +26,7 @@ from service.ledger.registration import (
 )
 
 __all__ = [
+    "GroupCommit",
     "OrderConflictError",
     "OrderNotFoundError",
     "ReferenceTakenError",

@@ -125,18 +125,18 @@ async def apply(
 async def _apply_in(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelivery | None) -> list[Applied]:
     """One statement for the common paths; the general path when it refuses (nothing committed then)."""
     try:
-        row = await conn.fetchrow(sql.APPLY, *_apply_arguments(event, source, raw))
+        row = await conn.fetchrow(sql.APPLY, *apply_arguments(event, source, raw))
     except asyncpg.PostgresError as error:
         if error.sqlstate != sql.SLOW_PATH:
             raise
     else:
         assert row is not None
-        return [_applied(row, event.provider, source, current=True)]
+        return [applied_of(row, event.provider, source, current=True)]
     async with conn.transaction():
         return await _apply(conn, event, source, raw)
 
 
-def _apply_arguments(event: PaymentEvent, source: Source, raw: RawDelivery | None) -> tuple[Any, ...]:
+def apply_arguments(event: PaymentEvent, source: Source, raw: RawDelivery | None) -> tuple[Any, ...]:
     """sql.APPLY_PARAMETERS, in order."""
     return (
         event.provider,
@@ -159,7 +159,7 @@ def _apply_arguments(event: PaymentEvent, source: Source, raw: RawDelivery | Non
     )
 
 
-def _applied(row: asyncpg.Record, provider: str, source: str, *, current: bool) -> Applied:
+def applied_of(row: asyncpg.Record, provider: str, source: str, *, current: bool) -> Applied:
     """An APPLY or STEP row as the ledger's result."""
     kind = OutcomeKind(row["kind"])
     before = after = None
@@ -195,7 +195,7 @@ async def _apply(conn: Conn, event: PaymentEvent, source: Source, raw: RawDelive
     The dedupe insert comes before the reference lock, as in `ledger_apply`: two deliveries of one
     event then always meet at the insert first, never each holding what the other waits for.
     """
-    row = await conn.fetchrow(_INSERT_EVENT, *_apply_arguments(event, source, raw))
+    row = await conn.fetchrow(_INSERT_EVENT, *apply_arguments(event, source, raw))
     if row is None:
         # A redelivery: nothing changes, and its answer is built from the stored event's outcome as
         # it now stands (DESIGN.md §3 step 1), so it never hears what the first delivery did not.
@@ -237,7 +237,7 @@ async def _step(conn: Conn, order_id: str, event: _Event, *, current: bool = Fal
     """Apply one stored event to one order (`ledger_step`): rules, order update, payment, audit row, anomalies."""
     row = await conn.fetchrow(sql.STEP, order_id, event.id)
     assert row is not None
-    return _applied(row, event.provider, event.source, current=current)
+    return applied_of(row, event.provider, event.source, current=current)
 
 
 async def replay(conn: Conn, order_id: str, *, current: int | None = None) -> list[Applied]:

@@ -11,6 +11,10 @@ Paths and their round trips:
 - rare (quarantined events to release with this one): `APPLY` refuses with SQLSTATE `SLOW_PATH`
   before anything commits; the general path then runs in a transaction (apply_event.py), each
   event it applies through `STEP`.
+
+Webhooks go through `APPLY_BATCH` (migration 0080, service/ledger/group_commit.py): the events a
+process receives at once, each `ledger_apply` in its own subtransaction, in one statement and one
+commit. An event refused there (`refused` is its SQLSTATE) is applied again alone, through `APPLY`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ OUTCOME_COLUMNS = """kind, order_id, event_id, before_status, before_refunded, b
 
 APPLY = f"""select {OUTCOME_COLUMNS}, stored
             from ledger_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"""
+
+# The same parameters as arrays, one element per event: a batch of APPLYs in one statement, one
+# transaction. One row per event, by `ordinal` (1-based): APPLY's columns, or `refused` (a SQLSTATE).
+_ARRAYS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(APPLY_PARAMETERS, 1))
+APPLY_BATCH = f"select ordinal, {OUTCOME_COLUMNS}, stored, refused from ledger_apply_batch({_ARRAYS})"
 
 # One stored event ($2 bigint, payment_events.id) applied to one order ($1 text), inside the
 # caller's transaction, under its locks (the quarantine replay of registration and the general path).
