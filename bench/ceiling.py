@@ -201,9 +201,10 @@ class Ceiling(msgspec.Struct, frozen=True):
     p99_ms: float
 
 
-def run(url: str, *, orders: int, seconds: float, clients: int, threads: int = 2) -> Ceiling:
-    """Run the generated script with pgbench: its transactions per second and latency percentiles."""
-    _, text = script()
+def run(url: str, *, orders: int, seconds: float, clients: int, threads: int = 2, text: str | None = None) -> Ceiling:
+    """Run the generated script (or `text`) with pgbench: its transactions per second and latency percentiles."""
+    if text is None:
+        _, text = script()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "ledger.sql"
         path.write_text(text)

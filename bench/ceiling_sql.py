@@ -61,3 +61,22 @@ def script_from_sql_module() -> tuple[str, str]:
         lines.append("COMMIT;")
     source = f"service/ledger/sql.py (APPLY_PATH: {len(statements)} statement(s), {len(parameters)} parameters)"
     return source, "\n".join(lines) + "\n"
+
+
+def batch_script_from_sql_module(size: int) -> tuple[str, str]:
+    """The group-commit statement (`sql.APPLY_BATCH`) with `size` events of the same direct path, each
+    its own random order and fresh dedupe key: what one `serve` process sends for a batch of webhooks."""
+    parameters = list(sql.APPLY_PARAMETERS)
+    lines = []
+    for j in range(size):
+        lines += [f"\\set n{j} random(1, :orders)", f"\\set k{j} random(1, 1000000000000)"]
+
+    def element(name: str, j: int) -> str:
+        return re.sub(r":([nk])\b", rf":\g<1>{j}", VALUES[name])
+
+    arrays = [
+        f"(array[{', '.join(f'({element(name, j)})::{pg_type}' for j in range(size))}])::{pg_type}[]"
+        for name, pg_type in parameters
+    ]
+    lines.append(_bind(sql.APPLY_BATCH, arrays) + ";")
+    return f"service/ledger/sql.py (APPLY_BATCH: {size} events a statement)", "\n".join(lines) + "\n"

@@ -35,6 +35,7 @@ from typing import Any
 
 import asyncpg
 import ceiling
+import ceiling_sql
 import load
 import msgspec
 import pgserver
@@ -152,6 +153,7 @@ class Figure(msgspec.Struct, frozen=True):
     sent: int  # distinct deliveries in the file
     server_cpu: float  # seconds of CPU the server's processes used during the wrk run
     rounds: list[float] = []  # every round's ratio, when this is the median round of several
+    batched: float = 0.0  # events/s of pgbench running the group-commit statement (ceiling_sql.batch_script…)
 
     @property
     def cpu_ms(self) -> float:
@@ -167,6 +169,10 @@ class Figure(msgspec.Struct, frozen=True):
         return self.rate / self.ceiling.tps
 
     @property
+    def batched_ratio(self) -> float:
+        return self.rate / self.batched if self.batched else 0.0
+
+    @property
     def met(self) -> bool:
         return self.ratio >= GOAL_RATIO and self.wrk.p99_ms < GOAL_P99_MS and self.wrk.errors == 0
 
@@ -180,6 +186,7 @@ def measure(
     seconds: float,
     connections: int,
     pg_clients: list[int],
+    batch: tuple[int, int] | None = None,
     rounds: int = 1,
     profile: Path | None = None,
 ) -> Figure:
@@ -196,16 +203,25 @@ def measure(
         tried = {c: ceiling.run(url, orders=CEILING_ORDERS, seconds=seconds, clients=c) for c in pg_clients}
         clients = max(tried, key=lambda c: tried[c].tps)
         limit = tried[clients]
+        batched = 0.0
+        if batch:  # what PostgreSQL allows the group-commit statement: `size` events a statement, `clients` at once
+            size, batch_clients = batch
+            _, text = ceiling_sql.batch_script_from_sql_module(size)
+            found = ceiling.run(url, orders=CEILING_ORDERS, seconds=seconds, clients=batch_clients, text=text)
+            batched = size * found.tps
         since = asyncio.run(last_event_id(url))
         cpu = load.cpu_seconds(served.pid)
         with load.profiled(served.pid, profile if r == 0 else None, seconds):
             result = load.run_wrk(served.url + "/", requests_file, seconds=seconds, connections=connections)
         cpu = load.cpu_seconds(served.pid) - cpu
-        figure = Figure(g.name, limit, clients, result, asyncio.run(applied(url, g.name, since)), count, cpu)
+        figure = Figure(
+            g.name, limit, clients, result, asyncio.run(applied(url, g.name, since)), count, cpu, batched=batched
+        )
         figures.append(figure)
         print(
             f"  {g.name} round {r + 1}: ceiling "
             + ", ".join(f"-c{c} {t.tps:,.0f} tps (p99 {t.p99_ms:.1f} ms)" for c, t in tried.items())
+            + (f", group-commit statement {batched:,.0f} events/s" if batched else "")
             + f"; {figure.rate:,.0f} applied/s = {figure.ratio:.2f}, p99 {result.p99_ms:.1f} ms, "
             f"server CPU {figure.cpu_ms:.2f} ms per event",
             flush=True,
@@ -245,8 +261,8 @@ def table(figures: list[Figure]) -> None:
         "| gateway | ceiling (pgbench tps) | ceiling clients, p50 / p99 ms | ingest (applied/s) | ratio "
         "| p50 ms | p99 ms |"
     )
-    print(f"{head} answers | errors | server CPU ms/event | {goal} |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(f"{head} answers | errors | server CPU ms/event | {goal} | group-commit ceiling events/s | ÷ it |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for f in figures:
         r = f.wrk
         wrapped = f" ({r.requests - f.sent} re-sent)" if r.requests > f.sent else ""
@@ -254,7 +270,8 @@ def table(figures: list[Figure]) -> None:
         print(
             f"| {f.gateway} | {f.ceiling.tps:,.0f} | -c{f.clients}, {f.ceiling.p50_ms:.1f} / {f.ceiling.p99_ms:.1f} | "
             f"{f.rate:,.0f} | {f.ratio:.2f}{by_round} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-            f"{r.requests:,}{wrapped} | {r.errors} | {f.cpu_ms:.2f} | {'met' if f.met else 'NOT met'} |"
+            f"{r.requests:,}{wrapped} | {r.errors} | {f.cpu_ms:.2f} | {'met' if f.met else 'NOT met'} | "
+            f"{f.batched:,.0f} | {f.batched_ratio:.2f} |"
         )
 
 
@@ -275,6 +292,11 @@ def main() -> None:
     parser.add_argument(
         "--pg-clients", default="8,64", help="pgbench client counts tried for the ceiling; the best is the ceiling"
     )
+    parser.add_argument(
+        "--batch-ceiling",
+        default="16,2",
+        help="SIZE,CLIENTS: also pgbench the group-commit statement, SIZE events each, CLIENTS at once ('' to skip)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="payrecon serve --workers (default: its own)")
     parser.add_argument("--events", type=int, default=90_000, help="distinct deliveries per gateway, all rounds")
     parser.add_argument("--rounds", type=int, default=3, help="ceiling + wrk pairs per gateway; the median is kept")
@@ -287,6 +309,10 @@ def main() -> None:
     print(pgserver.describe())
     source, _ = ceiling.script()
     pg_clients = [int(c) for c in args.pg_clients.split(",")]
+    batch = None
+    if args.batch_ceiling:
+        size, batch_clients = (int(x) for x in args.batch_ceiling.split(","))
+        batch = (size, batch_clients)
     print(f"ceiling SQL from {source}; pgbench -M prepared -j2, the best of -c {args.pg_clients}")
     gateways = [Gateway(n, args.events) for n in args.gateways.split(",") if n]
     command = args.server.split() if args.server else load.payrecon_serve(args.workers)
@@ -305,6 +331,7 @@ def main() -> None:
                         seconds=args.seconds,
                         connections=args.connections,
                         pg_clients=pg_clients,
+                        batch=batch,
                         rounds=args.rounds,
                         profile=profile,
                     )
