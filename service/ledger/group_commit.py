@@ -30,6 +30,7 @@ from service.coalesce import Coalescer
 from service.failures import retry_can_cure
 from service.ledger import sql
 from service.ledger.apply_event import Applied, applied_of, apply, apply_arguments, count_outcomes
+from service.ledger.locks import reference_key
 from service.model import Outcome, RawDelivery, Source
 from service.storable import storable
 
@@ -65,7 +66,13 @@ class GroupCommit:
 
     async def _send(self, writes: list[_Write]) -> list[Applied | None]:
         metrics.LEDGER_BATCH_EVENTS.observe(len(writes))
-        arguments = zip(*(apply_arguments(w.event, w.source, w.raw) for w in writes), strict=True)
+        # In reference order (service/ledger/locks.py): two processes' batches then take the locks of
+        # their events in the same order, where arrival order would let them wait on each other in a
+        # cycle (Stripe sends a PaymentIntent's events at once, and two processes may each get some).
+        order = sorted(range(len(writes)), key=lambda i: _lock_order(writes[i].event))
+        arguments = zip(
+            *(apply_arguments(writes[i].event, writes[i].source, writes[i].raw) for i in order), strict=True
+        )
         try:
             async with self._pool.acquire() as conn:
                 rows = await conn.fetch(sql.APPLY_BATCH, *(list(column) for column in arguments))
@@ -78,9 +85,14 @@ class GroupCommit:
             return [None] * len(writes)
         done: list[Applied | None] = [None] * len(writes)
         for row in rows:
-            write = writes[row["ordinal"] - 1]
+            position = order[row["ordinal"] - 1]
+            write = writes[position]
             if row["refused"] is None:
-                done[row["ordinal"] - 1] = applied_of(row, write.event.provider, write.source, current=True)
+                done[position] = applied_of(row, write.event.provider, write.source, current=True)
             elif row["refused"] != sql.SLOW_PATH:
                 log.info("ledger batch: an event was refused with SQLSTATE %s; applying it alone", row["refused"])
         return done
+
+
+def _lock_order(event: PaymentEvent) -> tuple[str, str]:
+    return reference_key(event.provider, event.account, event.reference), event.dedupe_key

@@ -15,6 +15,12 @@ stay in quarantine forever. The row lock then serializes events of one order.
 An event whose reference is already registered takes neither (1) nor (2): a registered
 reference never moves or vanishes, so nothing can race its lookup (`ledger_apply`, migration
 0011, which computes the same keys: `ledger_lock_key`, and these two namespaces).
+
+A group-commit batch (group_commit.py) applies many events in one transaction, each holding its
+locks to the end: its events go in (reference key, dedupe key) order, so two batches take the
+locks of distinct references in the same order. What can still cross (one order reached through
+two references, or claimed) is a deadlock PostgreSQL breaks: the event it picks is rolled back
+alone and applied again by itself.
 """
 
 from __future__ import annotations

@@ -180,3 +180,36 @@ async def test_the_batch_statement_and_apply_agree_on_every_outcome(pool: asyncp
             (row["status"], row["version"], row["refunded_amount"]),
         )
     assert results["grouped"] == results["alone"]
+
+
+async def test_batches_take_their_events_in_reference_order_so_two_processes_never_deadlock(
+    database_url: str, pool: asyncpg.Pool
+) -> None:
+    """Two processes, each with a batch for the same two orders in opposite arrival order: sent in
+    reference order, the second batch waits for the first instead of each waiting on the other
+    (which PostgreSQL would break after deadlock_timeout, sending one event back to be applied alone)."""
+    orders = [f"ord-{name}" for name in ("a", "b", "c", "d")]
+    for order_id in orders:
+        await register(pool, order_id, reference=order_id)
+    arrivals = [
+        [event(S.SUCCEEDED, reference=r) for r in reversed(orders)],
+        [event(S.PENDING, reference=r) for r in orders],
+    ]
+    async with counted_pool(database_url, 1) as (one, logged_one), counted_pool(database_url, 1) as (two, logged_two):
+        commits = [GroupCommit(one), GroupCommit(two)]
+        blockers = [asyncio.create_task(c.apply(event(S.PENDING, reference="nobody"), Source.WEBHOOK)) for c in commits]
+        await asyncio.sleep(0)  # in flight: each process's four events wait and go as one batch
+        answers = await asyncio.gather(
+            *(commits[p].apply(e, Source.WEBHOOK) for p in (0, 1) for e in arrivals[p]), return_exceptions=True
+        )
+        await asyncio.gather(*blockers)
+        sent = [
+            [list(q.args[3]) for q in logged if "ledger_apply_batch(" in q.query] for logged in (logged_one, logged_two)
+        ]
+        alone = _alone(logged_one) + _alone(logged_two)
+    assert sent == [[["nobody"], orders], [["nobody"], orders]]  # each batch in reference order
+    assert alone == []  # no event was sent back: no deadlock was broken
+    # Each caller got its own event's outcome, whatever the order it was sent in.
+    assert [a.order_id for a in answers] == [*reversed(orders), *orders]  # type: ignore[union-attr]
+    for order_id in orders:
+        assert (await order_row(pool, order_id))["status"] == "succeeded"
