@@ -146,7 +146,10 @@ async def load_history(url: str, events: int) -> None:
 
 
 class Cost(msgspec.Struct, frozen=True):
-    """pg_stat_statements' counters of the server's ledger statement (or their growth over a figure)."""
+    """pg_stat_statements' counters of the server's ledger statements (or their growth over a figure).
+
+    `calls` counts events: one per `APPLY`, and one per row of a group-commit `APPLY_BATCH`.
+    """
 
     calls: int = 0
     ms: float = 0.0
@@ -159,7 +162,8 @@ class Cost(msgspec.Struct, frozen=True):
     def per_call(self) -> str:
         n = max(1, self.calls)
         return (
-            f"{(self.hit + self.read) / n:.1f} blocks ({self.read / n:.2f} read), {self.ms / n:.2f} ms per ledger_apply"
+            f"{(self.hit + self.read) / n:.1f} blocks ({self.read / n:.2f} read), {self.ms / n:.2f} ms"
+            " per applied event"
         )
 
 
@@ -167,10 +171,11 @@ async def apply_cost(url: str) -> Cost:
     conn = await asyncpg.connect(url)
     try:
         row = await conn.fetchrow(
-            """select sum(calls)::bigint as calls, sum(total_exec_time) as ms, sum(shared_blks_hit)::bigint as hit,
-                      sum(shared_blks_read)::bigint as read
-               from pg_stat_statements where query = $1""",
+            """select sum(case when query = $2 then rows else calls end)::bigint as calls, sum(total_exec_time) as ms,
+                      sum(shared_blks_hit)::bigint as hit, sum(shared_blks_read)::bigint as read
+               from pg_stat_statements where query in ($1, $2)""",
             sql.APPLY,
+            sql.APPLY_BATCH,
         )
         return Cost(row["calls"] or 0, row["ms"] or 0.0, row["hit"] or 0, row["read"] or 0) if row else Cost()
     finally:

@@ -1,13 +1,15 @@
 """Benchmark: webhook ingest over HTTP (wrk) against the pgbench ceiling of the ledger's SQL, in one run.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--connections 64] [--workers N] [--events 90000]
-        [--pg-clients 8,64] [--rounds 3]
+        [--pg-clients 8,64] [--batch-ceiling 16,2] [--rounds 3]
 
 Everything runs on a private PostgreSQL 15 (bench/pgserver.py: its settings are printed) and a
 private Redis, so other processes' tests are not in the figures. For each gateway, in turn:
   1. pgbench runs the ledger's own statements for one applied event (bench/ceiling.py) at each of
      `--pg-clients` (8 and 64): the best is the ceiling, measured right before the gateway's
-     figure so machine noise hits both alike;
+     figure so machine noise hits both alike; then the group-commit statement the webhooks now
+     run (`--batch-ceiling`: 16 events a statement, 2 clients, one per `serve` process), printed
+     beside it with the ingest rate's ratio to it;
   2. wrk sends distinct signed deliveries (pre-signed into a file, read by bench/deliveries.lua)
      to `payrecon serve` in its own process(es), `--connections` at a time:
      - Stripe: `payment_intent.succeeded` of a NEW PaymentIntent per event, carrying
