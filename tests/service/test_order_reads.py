@@ -96,6 +96,7 @@ async def test_a_database_error_is_every_waiting_reads_answer_and_the_next_reads
         asyncio.gather(*(reads.get(i) for i in ids[:10]), return_exceptions=True), timeout=10
     )
     assert all(isinstance(a, asyncpg.InterfaceError) for a in answers), answers
+    assert reads._reads.in_flight == 0  # nothing left counted in flight: later reads are sent
     healthy = OrderReads(pool)
     assert (await healthy.get(ids[3])) is not None
 
